@@ -1,0 +1,1 @@
+//! StarRocks Stream Load emulator (see README.md in this crate).

@@ -1,0 +1,13 @@
+//! dbmazz: change data capture from PostgreSQL into StarRocks.
+//!
+//! ```text
+//! PostgreSQL WAL ─▶ source (replication + pgoutput parser) ─▶ pipeline (batches on
+//! commit boundaries) ─▶ sink (StarRocks Stream Load) ─▶ state_store (checkpoint) ─▶
+//! replication confirm (standby status flush LSN)
+//! ```
+//!
+//! See `docs/architecture.md` for the full picture and the correctness rules.
+
+pub mod cli;
+pub mod source;
+pub mod state_store;

@@ -1,0 +1,5 @@
+//! `dbmazz` command-line entry point; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    dbmazz::cli::main()
+}

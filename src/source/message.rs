@@ -1,0 +1,472 @@
+//! Typed pgoutput messages as they come off the wire.
+//!
+//! Row values are never copied out of the received frame: a [`TupleData`] keeps the
+//! frame's [`Bytes`] and a compact table of `(kind, offset, len)` entries, and hands
+//! out `&[u8]`/`&str`/`Bytes` views of it. Relation and Type messages are rare, so
+//! their names are owned `String`s.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+/// A position in the PostgreSQL write-ahead log, printed as `X/Y` like the server does.
+#[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// `0/0`: "no position" on the wire (Relation/Type frames carry it).
+    pub const ZERO: Lsn = Lsn(0);
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl fmt::Debug for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The text was not an LSN of the form `X/Y` (hexadecimal halves).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid LSN {0:?}: expected two hexadecimal halves separated by '/', e.g. 16/B374D848")]
+pub struct ParseLsnError(pub String);
+
+impl FromStr for Lsn {
+    type Err = ParseLsnError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseLsnError(s.to_owned());
+        let (hi, lo) = s.split_once('/').ok_or_else(err)?;
+        if hi.is_empty() || lo.is_empty() || hi.len() > 8 || lo.len() > 8 {
+            return Err(err());
+        }
+        let hi = u32::from_str_radix(hi, 16).map_err(|_| err())?;
+        let lo = u32::from_str_radix(lo, 16).map_err(|_| err())?;
+        Ok(Lsn((u64::from(hi) << 32) | u64::from(lo)))
+    }
+}
+
+/// A PostgreSQL transaction id.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Xid(pub u32);
+
+impl fmt::Display for Xid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Microseconds since 2000-01-01 00:00:00 UTC (the PostgreSQL epoch).
+pub type PgTimestamp = i64;
+
+/// Microseconds between the Unix epoch and the PostgreSQL epoch.
+pub const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+/// `relreplident` of a Relation message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReplicaIdentity {
+    /// `d`: the primary key.
+    Default,
+    /// `n`: nothing.
+    Nothing,
+    /// `f`: the whole row.
+    Full,
+    /// `i`: a unique index.
+    Index,
+}
+
+/// One column of a Relation message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelationColumn {
+    /// Bit 0 set: the column is part of the replica identity key.
+    pub flags: u8,
+    /// Column name.
+    pub name: String,
+    /// Type OID (for user types, a preceding Type message names it).
+    pub type_oid: u32,
+    /// `atttypmod` (e.g. varchar length + 4, numeric precision/scale).
+    pub type_modifier: i32,
+}
+
+impl RelationColumn {
+    /// True when the column belongs to the replica identity key.
+    pub fn is_key(&self) -> bool {
+        self.flags & 1 == 1
+    }
+}
+
+/// Relation (`R`): the schema of a table as the publication sends it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relation {
+    /// Sub-transaction id inside a streamed block.
+    pub xid: Option<Xid>,
+    /// Relation OID.
+    pub id: u32,
+    /// Schema name (`pg_catalog` when the wire carried an empty string).
+    pub namespace: String,
+    /// Table name.
+    pub name: String,
+    /// Replica identity setting.
+    pub replica_identity: ReplicaIdentity,
+    /// Columns in tuple order.
+    pub columns: Vec<RelationColumn>,
+}
+
+/// Type (`Y`): names a non-builtin type used by a following Relation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// Sub-transaction id inside a streamed block.
+    pub xid: Option<Xid>,
+    /// Type OID.
+    pub oid: u32,
+    /// Schema name (`pg_catalog` when the wire carried an empty string).
+    pub namespace: String,
+    /// Type name (for a domain, the base type's name).
+    pub name: String,
+}
+
+/// What one column of a [`TupleData`] holds.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// `n`: SQL NULL.
+    Null,
+    /// `u`: an unchanged TOASTed value that the server did not send. Not NULL.
+    UnchangedToast,
+    /// `t`: the type's text output (UTF-8, validated by the parser).
+    Text,
+    /// `b`: the type's binary send format.
+    Binary,
+}
+
+/// Where one column's value sits inside the frame.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ColumnRef {
+    kind: ColumnKind,
+    start: u32,
+    len: u32,
+}
+
+impl ColumnRef {
+    /// A column without a value (`n` or `u`).
+    pub(crate) fn empty(kind: ColumnKind) -> Self {
+        ColumnRef {
+            kind,
+            start: 0,
+            len: 0,
+        }
+    }
+
+    /// A column whose value is `buf[start..start + len]`.
+    pub(crate) fn value(kind: ColumnKind, start: u32, len: u32) -> Self {
+        ColumnRef { kind, start, len }
+    }
+
+    /// The column's kind.
+    pub fn kind(&self) -> ColumnKind {
+        self.kind
+    }
+}
+
+/// A row image: the frame it came from plus the position of every column.
+///
+/// Invariant kept by the parser (the only producer): every `Text` column's bytes are
+/// valid UTF-8 and every range lies inside `buf`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TupleData {
+    buf: Bytes,
+    cols: SmallVec<[ColumnRef; 16]>,
+}
+
+impl TupleData {
+    /// Builds a tuple; `cols` must satisfy the type invariant.
+    pub(crate) fn new(buf: Bytes, cols: SmallVec<[ColumnRef; 16]>) -> Self {
+        TupleData { buf, cols }
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    /// True when the tuple has no columns.
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+
+    /// Kind of column `i`, `None` past the end.
+    pub fn kind(&self, i: usize) -> Option<ColumnKind> {
+        self.cols.get(i).map(|c| c.kind)
+    }
+
+    /// Raw bytes of column `i` (text or binary); `None` for NULL, unchanged TOAST or past the end.
+    pub fn raw(&self, i: usize) -> Option<&[u8]> {
+        let c = self.cols.get(i)?;
+        match c.kind {
+            ColumnKind::Text | ColumnKind::Binary => {
+                let start = c.start as usize;
+                self.buf.get(start..start + c.len as usize)
+            }
+            ColumnKind::Null | ColumnKind::UnchangedToast => None,
+        }
+    }
+
+    /// Text value of column `i`; `None` unless the column is a `t` value.
+    pub fn text(&self, i: usize) -> Option<&str> {
+        let c = self.cols.get(i)?;
+        if c.kind != ColumnKind::Text {
+            return None;
+        }
+        // The parser validated this range with simdutf8; re-checking here would double
+        // the cost on the hot path, so a failure can only mean a broken invariant.
+        self.raw(i).and_then(|b| std::str::from_utf8(b).ok())
+    }
+
+    /// Zero-copy `Bytes` view of column `i`'s value.
+    pub fn bytes(&self, i: usize) -> Option<Bytes> {
+        let c = self.cols.get(i)?;
+        match c.kind {
+            ColumnKind::Text | ColumnKind::Binary => {
+                let start = c.start as usize;
+                let end = start + c.len as usize;
+                (end <= self.buf.len()).then(|| self.buf.slice(start..end))
+            }
+            ColumnKind::Null | ColumnKind::UnchangedToast => None,
+        }
+    }
+
+    /// Column descriptors in order.
+    pub fn columns(&self) -> &[ColumnRef] {
+        &self.cols
+    }
+}
+
+impl fmt::Debug for TupleData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Row values never go to logs: print shapes only.
+        f.debug_list()
+            .entries(self.cols.iter().map(|c| (c.kind, c.len)))
+            .finish()
+    }
+}
+
+/// One decoded pgoutput message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CdcMessage {
+    /// `B`
+    Begin {
+        /// LSN of the commit record.
+        final_lsn: Lsn,
+        /// Commit timestamp.
+        commit_time: PgTimestamp,
+        /// Transaction id.
+        xid: Xid,
+    },
+    /// `C`
+    Commit {
+        /// Flags (0).
+        flags: u8,
+        /// LSN of the commit record (equals Begin's `final_lsn`).
+        commit_lsn: Lsn,
+        /// End of the commit record: the position to confirm once durable.
+        end_lsn: Lsn,
+        /// Commit timestamp.
+        commit_time: PgTimestamp,
+    },
+    /// `O`
+    Origin {
+        /// Commit LSN on the origin server.
+        commit_lsn: Lsn,
+        /// Origin name.
+        name: String,
+    },
+    /// `R`
+    Relation(Relation),
+    /// `Y`
+    Type(TypeInfo),
+    /// `I`
+    Insert {
+        /// Sub-transaction id inside a streamed block.
+        xid: Option<Xid>,
+        /// Relation OID.
+        rel_id: u32,
+        /// New row.
+        new: TupleData,
+    },
+    /// `U`
+    Update {
+        /// Sub-transaction id inside a streamed block.
+        xid: Option<Xid>,
+        /// Relation OID.
+        rel_id: u32,
+        /// `K`: old key (DEFAULT/INDEX identity, only when the key changed).
+        old_key: Option<TupleData>,
+        /// `O`: old full row (FULL identity).
+        old: Option<TupleData>,
+        /// New row; unchanged TOAST columns are `u`.
+        new: TupleData,
+    },
+    /// `D`
+    Delete {
+        /// Sub-transaction id inside a streamed block.
+        xid: Option<Xid>,
+        /// Relation OID.
+        rel_id: u32,
+        /// `K`: old key.
+        old_key: Option<TupleData>,
+        /// `O`: old full row.
+        old: Option<TupleData>,
+    },
+    /// `T`
+    Truncate {
+        /// Sub-transaction id inside a streamed block.
+        xid: Option<Xid>,
+        /// Bit 0 CASCADE, bit 1 RESTART IDENTITY.
+        options: u8,
+        /// Truncated relations, including those reached by CASCADE.
+        rel_ids: Vec<u32>,
+    },
+    /// `M`
+    Message {
+        /// Sub-transaction id inside a streamed block.
+        xid: Option<Xid>,
+        /// Sent inside a transaction (bit 0 of the flags).
+        transactional: bool,
+        /// LSN of the message.
+        lsn: Lsn,
+        /// Prefix given to `pg_logical_emit_message`.
+        prefix: String,
+        /// Content (zero-copy).
+        content: Bytes,
+    },
+    /// `S`
+    StreamStart {
+        /// Top-level transaction id.
+        xid: Xid,
+        /// First chunk of this transaction.
+        first_segment: bool,
+    },
+    /// `E`
+    StreamStop,
+    /// `c`
+    StreamCommit {
+        /// Top-level transaction id.
+        xid: Xid,
+        /// Flags (0).
+        flags: u8,
+        /// LSN of the commit record.
+        commit_lsn: Lsn,
+        /// End of the commit record.
+        end_lsn: Lsn,
+        /// Commit timestamp.
+        commit_time: PgTimestamp,
+    },
+    /// `A`
+    StreamAbort {
+        /// Top-level transaction id.
+        xid: Xid,
+        /// Aborted sub-transaction (equals `xid` when the whole transaction aborted).
+        subxid: Xid,
+        /// Abort LSN (protocol 4 with `streaming=parallel` only).
+        abort_lsn: Option<Lsn>,
+        /// Abort time (protocol 4 with `streaming=parallel` only).
+        abort_time: Option<PgTimestamp>,
+    },
+    /// `b`
+    BeginPrepare(PrepareInfo),
+    /// `P`
+    Prepare(PrepareInfo),
+    /// `p`
+    StreamPrepare(PrepareInfo),
+    /// `K`
+    CommitPrepared {
+        /// Flags (0).
+        flags: u8,
+        /// LSN of the commit-prepared record.
+        commit_lsn: Lsn,
+        /// End of the commit-prepared record.
+        end_lsn: Lsn,
+        /// Commit timestamp.
+        commit_time: PgTimestamp,
+        /// Transaction id.
+        xid: Xid,
+        /// Global transaction id given to PREPARE TRANSACTION.
+        gid: String,
+    },
+    /// `r`
+    RollbackPrepared {
+        /// Flags (0).
+        flags: u8,
+        /// End LSN of the prepared transaction.
+        prepare_end_lsn: Lsn,
+        /// End LSN of the rollback record.
+        rollback_end_lsn: Lsn,
+        /// Prepare timestamp.
+        prepare_time: PgTimestamp,
+        /// Rollback timestamp.
+        rollback_time: PgTimestamp,
+        /// Transaction id.
+        xid: Xid,
+        /// Global transaction id.
+        gid: String,
+    },
+}
+
+/// Fields shared by Begin Prepare, Prepare and Stream Prepare.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrepareInfo {
+    /// Flags (0; absent on the wire for Begin Prepare).
+    pub flags: u8,
+    /// LSN of the prepare record.
+    pub prepare_lsn: Lsn,
+    /// End LSN of the prepared transaction.
+    pub end_lsn: Lsn,
+    /// Prepare timestamp.
+    pub prepare_time: PgTimestamp,
+    /// Transaction id.
+    pub xid: Xid,
+    /// Global transaction id.
+    pub gid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trips_through_text() {
+        for s in ["0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF"] {
+            let lsn: Lsn = s.parse().expect("valid");
+            assert_eq!(lsn.to_string(), s);
+        }
+        assert_eq!("1/0".parse::<Lsn>().expect("valid"), Lsn(1 << 32));
+    }
+
+    #[test]
+    fn lsn_rejects_garbage() {
+        for s in ["", "/", "1/", "/1", "x/1", "1/2/3", "123456789/0", "-1/0"] {
+            assert!(s.parse::<Lsn>().is_err(), "{s:?} accepted");
+        }
+    }
+
+    #[test]
+    fn tuple_views_do_not_escape_the_frame() {
+        let buf = Bytes::from_static(b"hello");
+        let cols = SmallVec::from_slice(&[
+            ColumnRef::value(ColumnKind::Text, 0, 5),
+            ColumnRef::empty(ColumnKind::Null),
+            ColumnRef::value(ColumnKind::Text, 3, 9),
+        ]);
+        let t = TupleData::new(buf, cols);
+        assert_eq!(t.text(0), Some("hello"));
+        assert_eq!(t.raw(1), None);
+        assert_eq!(t.raw(2), None);
+        assert_eq!(t.bytes(2), None);
+        assert_eq!(t.kind(3), None);
+    }
+}

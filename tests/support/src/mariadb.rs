@@ -1,0 +1,236 @@
+//! Throw-away MariaDB servers (the MySQL-protocol side of the StarRocks emulator).
+//!
+//! `mariadb-install-db` runs once per machine into a cached template; each server
+//! copies it. The server listens on a random loopback port and a private socket;
+//! `root` may connect over TCP from 127.0.0.1 without a password.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::process::{
+    find_program, free_port, is_root, log_tail, port_open, run, temp_dir, wait_until, ChildGuard,
+    ServiceError,
+};
+
+/// A running throw-away MariaDB server.
+#[derive(Debug)]
+pub struct MariaDb {
+    dir: tempfile::TempDir,
+    port: u16,
+    server: Option<ChildGuard>,
+    mariadbd: PathBuf,
+}
+
+fn sbin_dirs() -> Vec<PathBuf> {
+    vec![PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]
+}
+
+fn template() -> Result<PathBuf, ServiceError> {
+    let root = std::env::temp_dir().join("dbmazz-testkit");
+    std::fs::create_dir_all(&root).map_err(ServiceError::io("creating the template root"))?;
+    let tpl = root.join("mariadb-template");
+    if tpl.join("mysql").is_dir() && tpl.join(".complete").is_file() {
+        return Ok(tpl);
+    }
+    let install = find_program("mariadb-install-db", "MARIADB_BIN", &sbin_dirs())?;
+    let staging = root.join(format!("mariadb-staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let mut cmd = Command::new(install);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", staging.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db")
+        .arg("--skip-name-resolve");
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    if let Err(e) = run(&mut cmd, "mariadb-install-db") {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    std::fs::write(staging.join(".complete"), b"ok")
+        .map_err(ServiceError::io("marking the MariaDB template"))?;
+    if std::fs::rename(&staging, &tpl).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(tpl)
+}
+
+impl MariaDb {
+    /// Starts a server with an empty datadir copied from the template.
+    pub fn start() -> Result<Self, ServiceError> {
+        let mariadbd = find_program("mariadbd", "MARIADB_BIN", &sbin_dirs())?;
+        let tpl = template()?;
+        let dir = temp_dir("dbmazz-mariadb-")?;
+        run(
+            Command::new("cp")
+                .arg("-a")
+                .arg(&tpl)
+                .arg(dir.path().join("data")),
+            "copying the MariaDB template",
+        )?;
+        let mut db = MariaDb {
+            dir,
+            port: 0,
+            server: None,
+            mariadbd,
+        };
+        let mut last = None;
+        for _ in 0..5 {
+            db.port = free_port();
+            match db.spawn() {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+        db.sql(
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; \
+                GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;",
+        )?;
+        Ok(db)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("mariadb.sock")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("mariadb.err")
+    }
+
+    fn spawn(&mut self) -> Result<(), ServiceError> {
+        let mut cmd = Command::new(&self.mariadbd);
+        cmd.arg("--no-defaults")
+            .arg(format!(
+                "--datadir={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--port={}", self.port))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--skip-name-resolve")
+            .arg(format!("--log-error={}", self.log_path().display()))
+            .arg(format!(
+                "--pid-file={}",
+                self.dir.path().join("mariadb.pid").display()
+            ))
+            .arg("--innodb-buffer-pool-size=64M")
+            .arg("--innodb-log-file-size=48M")
+            .arg("--innodb-flush-log-at-trx-commit=2")
+            .arg("--skip-log-bin")
+            .arg("--max-connections=200")
+            .arg("--character-set-server=utf8mb4")
+            .arg("--collation-server=utf8mb4_bin")
+            .arg("--default-time-zone=+00:00")
+            .arg("--sql-mode=STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().map_err(ServiceError::io("starting mariadbd"))?;
+        let mut guard = ChildGuard::new(child, format!("mariadbd:{}", self.port), libc::SIGTERM);
+        let port = self.port;
+        let sock = self.socket();
+        let ready = wait_until(Duration::from_secs(60), || {
+            guard.has_exited() || (port_open(port) && sock.exists())
+        });
+        if !ready || guard.has_exited() {
+            return Err(ServiceError::Timeout {
+                what: format!("mariadbd on port {port}"),
+                secs: 60,
+                log: log_tail(&self.log_path(), 4000),
+            });
+        }
+        self.server = Some(guard);
+        Ok(())
+    }
+
+    /// Runs SQL with the `mariadb` client over the private socket as root.
+    pub fn sql(&self, sql: &str) -> Result<String, ServiceError> {
+        run(
+            Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg(format!("--socket={}", self.socket().display()))
+                .args(["-u", "root", "--batch", "--skip-column-names", "-e", sql]),
+            "mariadb",
+        )
+    }
+
+    /// TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Private Unix socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket()
+    }
+
+    /// `mysql://root@127.0.0.1:<port>/<db>`.
+    pub fn url(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates a database.
+    pub fn create_database(&self, name: &str) -> Result<(), ServiceError> {
+        self.sql(&format!("CREATE DATABASE IF NOT EXISTS `{name}`"))
+            .map(|_| ())
+    }
+
+    /// A mysql_async pool for `db`.
+    pub fn pool(&self, db: &str) -> mysql_async::Pool {
+        mysql_async::Pool::new(self.url(db).as_str())
+    }
+
+    /// Stops the server gracefully; [`MariaDb::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop();
+        }
+    }
+
+    /// Kills the server (crash); InnoDB recovers on the next start.
+    pub fn kill(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.stop_with(libc::SIGKILL);
+        }
+    }
+
+    /// Starts a stopped server on the same port and datadir.
+    pub fn start_again(&mut self) -> Result<(), ServiceError> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        let mut last = None;
+        for _ in 0..50 {
+            match self.spawn() {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(last.unwrap_or_else(|| ServiceError::Failed {
+            what: "restarting mariadbd".into(),
+            detail: "no attempt made".into(),
+        }))
+    }
+
+    /// Data directory root (for debugging).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server error log so far.
+    pub fn log(&self) -> String {
+        log_tail(&self.log_path(), 16_000)
+    }
+}
