@@ -9,5 +9,9 @@
 //! See `docs/architecture.md` for the full picture and the correctness rules.
 
 pub mod cli;
+pub mod engine;
+pub mod grpc;
+pub mod pipeline;
+pub mod sink;
 pub mod source;
 pub mod state_store;

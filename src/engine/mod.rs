@@ -1,0 +1,145 @@
+//! One pipeline's lifecycle: INIT → SETUP → CDC, plus PAUSED, DRAINING, STOPPED
+//! and FAILED, published in [`SharedState`].
+//!
+//! The caller starts an engine with two cancellation tokens, so a job runner can run
+//! several pipelines per process:
+//! - `drain`: stop reading, load and checkpoint what was read, confirm, stop
+//!   (SIGTERM, DrainAndStop);
+//! - `abort`: stop at once; nothing unconfirmed is lost, it is replayed on the next
+//!   start (Stop, lost lease).
+//!
+//! Error policy, in one place ([`run`]): transient errors (connections, a slot still
+//! held by a previous walsender, an unreachable sink) are retried with exponential
+//! back-off and jitter, re-running setup each time; definite errors (bad data,
+//! configuration, an invalidated slot) move the pipeline to FAILED with a message
+//! that names the fix. A setup error that needs an operator keeps the process (and
+//! the control plane) up, re-checking periodically, so fixing the cause is enough.
+
+pub mod cdc;
+pub mod setup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::grpc::state::{SharedState, Stage};
+use crate::pipeline::{BatchLimits, TruncatePolicy};
+use crate::sink::encode::DeleteMode;
+use crate::sink::starrocks::StarRocksSettings;
+
+/// Everything one pipeline needs (built from the configuration).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Job id.
+    pub job_id: String,
+    /// Source URL (secret; never logged).
+    pub source_url: String,
+    /// Tables `(schema, name, sink table)`.
+    pub tables: Vec<(String, String, String)>,
+    /// Replication slot.
+    pub slot: String,
+    /// Publication.
+    pub publication: String,
+    /// Set REPLICA IDENTITY FULL during setup.
+    pub replica_identity_full: bool,
+    /// Checkpoint database URL (secret).
+    pub checkpoint_url: String,
+    /// Schema of the checkpoint table.
+    pub checkpoint_schema: String,
+    /// Lease epoch (0 without leases).
+    pub epoch: i64,
+    /// Batching limits.
+    pub limits: BatchLimits,
+    /// Sink settings.
+    pub sink: StarRocksSettings,
+    /// How often progress is logged.
+    pub progress_interval: Duration,
+}
+
+impl EngineSettings {
+    /// Delete handling.
+    pub fn delete_mode(&self) -> DeleteMode {
+        self.sink.delete_mode
+    }
+
+    /// TRUNCATE handling.
+    pub fn truncate(&self) -> TruncatePolicy {
+        self.sink.truncate
+    }
+}
+
+/// Why the engine stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A definite error: the pipeline is FAILED.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How an attempt of the CDC stage ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Drained or aborted on request.
+    Stopped,
+    /// Worth retrying after a back-off.
+    Transient(String),
+    /// Needs an operator.
+    Definite(String),
+    /// Setup found a problem an operator must fix; re-checked periodically.
+    SetupBlocked(String),
+}
+
+/// Exponential back-off with jitter for engine restarts: 1 s doubling to 30 s.
+fn restart_backoff(attempt: u32) -> Duration {
+    let base = 1000u64.saturating_mul(1 << attempt.min(5)).min(30_000);
+    Duration::from_millis((base as f64 * rand::random_range(0.5..=1.0)) as u64)
+}
+
+/// Runs the pipeline until drained/aborted (`Ok`) or failed (`Err`).
+pub async fn run(
+    settings: EngineSettings,
+    state: Arc<SharedState>,
+    drain: CancellationToken,
+    abort: CancellationToken,
+) -> Result<(), EngineError> {
+    let mut attempt = 0u32;
+    loop {
+        if drain.is_cancelled() || abort.is_cancelled() {
+            state.set_stage(Stage::Stopped);
+            return Ok(());
+        }
+        state.set_stage(Stage::Setup);
+        let outcome = cdc::run_once(&settings, &state, &drain, &abort).await;
+        let wait = match outcome {
+            Outcome::Stopped => {
+                state.set_stage(Stage::Stopped);
+                return Ok(());
+            }
+            Outcome::Definite(msg) => {
+                tracing::error!(job = %settings.job_id, error = %msg, "pipeline failed");
+                state.record_error(msg.clone());
+                state.set_stage(Stage::Failed);
+                return Err(EngineError::Failed(msg));
+            }
+            Outcome::SetupBlocked(msg) => {
+                tracing::error!(job = %settings.job_id, error = %msg, "setup needs attention; re-checking in 30 s");
+                state.record_error(msg);
+                state.set_stage(Stage::Failed);
+                Duration::from_secs(30)
+            }
+            Outcome::Transient(msg) => {
+                attempt += 1;
+                let wait = restart_backoff(attempt);
+                tracing::warn!(job = %settings.job_id, error = %msg, attempt, wait_ms = wait.as_millis() as u64, "transient error; restarting the pipeline");
+                state.record_error(msg);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = drain.cancelled() => {}
+            _ = abort.cancelled() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

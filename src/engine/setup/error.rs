@@ -1,0 +1,217 @@
+//! Setup failures: one variant per thing that can be wrong, each message naming the
+//! object and the fix. The control plane shows the message as `error_detail`.
+
+/// Why setup could not prepare the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// PostgreSQL is unreachable or refused the login.
+    #[error("Cannot connect to PostgreSQL at {endpoint}: {detail}. Check SOURCE_URL (host, port, user, password, sslmode) and that the server accepts connections from this worker (pg_hba.conf).")]
+    PgConnect {
+        /// host:port/db (no password).
+        endpoint: String,
+        /// Driver message.
+        detail: String,
+    },
+    /// `wal_level` is not `logical`.
+    #[error("PostgreSQL wal_level is '{actual}', logical replication needs 'logical'. Run ALTER SYSTEM SET wal_level = logical; and restart PostgreSQL (on managed services set the logical replication parameter, e.g. rds.logical_replication = 1).")]
+    PgWalLevel {
+        /// Current value.
+        actual: String,
+    },
+    /// The role may not replicate.
+    #[error("Role '{role}' has neither the REPLICATION attribute nor superuser. Run ALTER ROLE \"{role}\" WITH REPLICATION; (on managed services grant the provider's replication role, e.g. rds_replication).")]
+    PgNoReplicationPrivilege {
+        /// Role name.
+        role: String,
+    },
+    /// A table in TABLES does not exist.
+    #[error("Table '{table}' not found in PostgreSQL. Verify the table exists and TABLES is spelled as schema.table.")]
+    PgTableNotFound {
+        /// schema.table.
+        table: String,
+    },
+    /// A table has no primary key (StarRocks Primary Key tables need one).
+    #[error("Table '{table}' has no primary key. dbmazz loads into StarRocks Primary Key tables and needs the key to apply updates and deletes: add one with ALTER TABLE {table} ADD PRIMARY KEY (...).")]
+    PgNoPrimaryKey {
+        /// schema.table.
+        table: String,
+    },
+    /// Replica identity cannot identify rows by the key.
+    #[error("Table '{table}' has REPLICA IDENTITY {identity}, which does not carry the primary key columns ({key}) in UPDATE/DELETE. Run ALTER TABLE {table} REPLICA IDENTITY FULL; (or DEFAULT).")]
+    PgReplicaIdentity {
+        /// schema.table.
+        table: String,
+        /// Current setting.
+        identity: String,
+        /// Key columns.
+        key: String,
+    },
+    /// dbmazz may not change replica identity.
+    #[error("Cannot set REPLICA IDENTITY FULL on '{table}': {detail}. Run ALTER TABLE {table} REPLICA IDENTITY FULL; as the table owner, or set DBMAZZ_REPLICA_IDENTITY=keep.")]
+    PgAlterReplicaIdentity {
+        /// schema.table.
+        table: String,
+        /// Server message.
+        detail: String,
+    },
+    /// The publication cannot be created or extended.
+    #[error("Cannot create or extend publication '{publication}': {detail}. Create it as a table owner or superuser: CREATE PUBLICATION \"{publication}\" FOR TABLE {tables};")]
+    PgPublication {
+        /// Publication.
+        publication: String,
+        /// Tables it needs.
+        tables: String,
+        /// Server message.
+        detail: String,
+    },
+    /// The publication does not publish every operation.
+    #[error("Publication '{publication}' does not publish {missing}; those changes would never reach StarRocks. Run ALTER PUBLICATION \"{publication}\" SET (publish = 'insert, update, delete, truncate');")]
+    PgPublicationOperations {
+        /// Publication.
+        publication: String,
+        /// Missing operations.
+        missing: String,
+    },
+    /// The slot exists but uses another plugin.
+    #[error("Replication slot '{slot}' uses output plugin '{plugin}', dbmazz needs 'pgoutput'. Choose another SOURCE_SLOT_NAME; dbmazz never drops slots.")]
+    PgSlotWrongPlugin {
+        /// Slot.
+        slot: String,
+        /// Its plugin.
+        plugin: String,
+    },
+    /// The slot belongs to another database.
+    #[error("Replication slot '{slot}' belongs to database '{slot_db}', but SOURCE_URL connects to '{db}'. Point SOURCE_URL at '{slot_db}' or choose another SOURCE_SLOT_NAME.")]
+    PgSlotWrongDatabase {
+        /// Slot.
+        slot: String,
+        /// Slot's database.
+        slot_db: String,
+        /// Our database.
+        db: String,
+    },
+    /// The slot lost WAL it needed.
+    #[error("Replication slot '{slot}' is invalidated (wal_status = {status}): PostgreSQL removed WAL it still needed, so changes after the last checkpoint are gone. dbmazz will not drop or recreate it. Re-sync the tables (drop the slot yourself, clear job '{job}' in dbmazz.dbmazz_checkpoints and reload the StarRocks tables) and consider raising max_slot_wal_keep_size.")]
+    PgSlotInvalidated {
+        /// Slot.
+        slot: String,
+        /// wal_status.
+        status: String,
+        /// Job id.
+        job: String,
+    },
+    /// The slot vanished although dbmazz has progress for it.
+    #[error("Replication slot '{slot}' does not exist, but job '{job}' has a checkpoint at {checkpoint}: the changes since then cannot be recovered from this server. dbmazz will not create a new slot silently. Re-sync the tables and delete the job's row from dbmazz.dbmazz_checkpoints, then restart.")]
+    PgSlotMissing {
+        /// Slot.
+        slot: String,
+        /// Job id.
+        job: String,
+        /// Checkpoint LSN.
+        checkpoint: String,
+    },
+    /// The slot was advanced past dbmazz's checkpoint by someone else.
+    #[error("Replication slot '{slot}' is confirmed up to {confirmed}, beyond job '{job}''s checkpoint {checkpoint}: another consumer or pg_replication_slot_advance moved it, and the changes in between were never loaded. Re-sync the tables and reset the checkpoint, or use a slot only dbmazz consumes.")]
+    PgSlotAhead {
+        /// Slot.
+        slot: String,
+        /// Job id.
+        job: String,
+        /// Slot's confirmed_flush_lsn.
+        confirmed: String,
+        /// Our checkpoint.
+        checkpoint: String,
+    },
+    /// Another process streams from the slot.
+    #[error("Replication slot '{slot}' is in use by another process (pid {pid}). Stop the other consumer; dbmazz retries.")]
+    PgSlotInUse {
+        /// Slot.
+        slot: String,
+        /// Active pid.
+        pid: i32,
+    },
+    /// Any other PostgreSQL error during setup.
+    #[error("PostgreSQL setup step '{step}' failed: {detail}")]
+    PgQuery {
+        /// Step.
+        step: String,
+        /// Server message.
+        detail: String,
+    },
+    /// The checkpoint table cannot be used.
+    #[error("Checkpoint store failed: {detail}. Check DBMAZZ_CHECKPOINT_URL (default: SOURCE_URL); the role needs CREATE on the database for the 'dbmazz' schema.")]
+    Checkpoint {
+        /// Message.
+        detail: String,
+    },
+    /// StarRocks' MySQL port is unreachable or refused the login.
+    #[error("Cannot connect to StarRocks (MySQL protocol) at {endpoint}: {detail}. Check SINK_URL's host, SINK_MYSQL_PORT (default 9030), SINK_USER and SINK_PASSWORD.")]
+    SrConnect {
+        /// host:port.
+        endpoint: String,
+        /// Driver message.
+        detail: String,
+    },
+    /// The sink database does not exist.
+    #[error("Database '{database}' not found in StarRocks. Create it (CREATE DATABASE `{database}`;) or fix SINK_DATABASE.")]
+    SrDatabaseNotFound {
+        /// Database.
+        database: String,
+    },
+    /// A sink table does not exist.
+    #[error("Table '{database}.{table}' not found in StarRocks (target of PostgreSQL table '{source}'). Create it as a Primary Key table, e.g.: {ddl}")]
+    SrTableNotFound {
+        /// Database.
+        database: String,
+        /// Table.
+        table: String,
+        /// PostgreSQL table.
+        source: String,
+        /// Suggested DDL.
+        ddl: String,
+    },
+    /// A sink table is not a Primary Key table.
+    #[error("StarRocks table '{database}.{table}' is not a Primary Key table (no PRIMARY KEY columns reported). dbmazz applies updates and deletes by key: recreate it with PRIMARY KEY ({key}).")]
+    SrNotPrimaryKey {
+        /// Database.
+        database: String,
+        /// Table.
+        table: String,
+        /// Expected key.
+        key: String,
+    },
+    /// The sink key differs from the source key.
+    #[error("StarRocks table '{database}.{table}' has PRIMARY KEY ({sink_key}) but PostgreSQL table '{source}' has ({source_key}). They must be the same columns, or updates and deletes land on the wrong rows.")]
+    SrKeyMismatch {
+        /// Database.
+        database: String,
+        /// Table.
+        table: String,
+        /// PostgreSQL table.
+        source: String,
+        /// Sink key.
+        sink_key: String,
+        /// Source key.
+        source_key: String,
+    },
+    /// DDL on the sink failed.
+    #[error("Cannot alter StarRocks table '{database}.{table}': {detail}. The user in SINK_USER needs ALTER on the table.")]
+    SrAlter {
+        /// Database.
+        database: String,
+        /// Table.
+        table: String,
+        /// Message.
+        detail: String,
+    },
+}
+
+impl SetupError {
+    /// True when waiting may fix it without anyone acting (connections, a slot in use).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SetupError::PgConnect { .. } | SetupError::SrConnect { .. } | SetupError::PgSlotInUse { .. }
+        )
+    }
+}

@@ -1,0 +1,361 @@
+//! PostgreSQL side of setup, idempotent and re-run on every start:
+//! server settings and privileges, the configured tables (primary key, replica
+//! identity), the publication, and the replication slot (created when absent,
+//! verified when present, never dropped or recreated — design rule 2).
+
+use tokio_postgres::Client;
+
+use super::error::SetupError;
+use crate::pipeline::schema_cache::{ColumnSchema, TableSpec};
+use crate::source::Lsn;
+use crate::state_store::{quote_ident, Checkpoint};
+
+/// A configured table as setup found it.
+#[derive(Clone, Debug)]
+pub struct PgTable {
+    /// Spec (names and key).
+    pub spec: TableSpec,
+    /// Current columns (as the catalog describes them; the stream's Relation
+    /// messages are authoritative once streaming).
+    pub columns: Vec<ColumnSchema>,
+}
+
+/// What PostgreSQL setup established.
+#[derive(Clone, Debug)]
+pub struct PgSetup {
+    /// Tables in configuration order.
+    pub tables: Vec<PgTable>,
+    /// Database the source connects to.
+    pub database: String,
+    /// Slot's `confirmed_flush_lsn` (or the consistent point of a new slot).
+    pub slot_confirmed: Lsn,
+    /// True when setup created the slot in this run.
+    pub slot_created: bool,
+}
+
+/// Inputs of PostgreSQL setup.
+#[derive(Clone, Debug)]
+pub struct PgSetupRequest<'a> {
+    /// Configured tables `(schema, name, sink table)`.
+    pub tables: &'a [(String, String, String)],
+    /// Slot name.
+    pub slot: &'a str,
+    /// Publication name.
+    pub publication: &'a str,
+    /// Set REPLICA IDENTITY FULL where it is not.
+    pub replica_identity_full: bool,
+    /// Job id (for messages).
+    pub job: &'a str,
+    /// The job's checkpoint, if any.
+    pub checkpoint: Option<&'a Checkpoint>,
+}
+
+fn q(step: &str) -> impl FnOnce(tokio_postgres::Error) -> SetupError + '_ {
+    move |e| SetupError::PgQuery {
+        step: step.to_owned(),
+        detail: db_message(&e),
+    }
+}
+
+/// The server's message for an error, or the driver's description.
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    }
+}
+
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// Runs PostgreSQL setup on an open connection.
+pub async fn setup(client: &Client, req: &PgSetupRequest<'_>) -> Result<PgSetup, SetupError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_database()::text, current_setting('wal_level'), \
+                    (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .map_err(q("reading server settings"))?;
+    let role: String = row.get(0);
+    let database: String = row.get(1);
+    let wal_level: String = row.get(2);
+    let can_replicate: Option<bool> = row.get(3);
+    if wal_level != "logical" {
+        return Err(SetupError::PgWalLevel { actual: wal_level });
+    }
+    if can_replicate != Some(true) {
+        return Err(SetupError::PgNoReplicationPrivilege { role });
+    }
+
+    let mut tables = Vec::with_capacity(req.tables.len());
+    for (schema, name, sink_table) in req.tables {
+        tables.push(table(client, schema, name, sink_table, req.replica_identity_full).await?);
+    }
+    publication(client, req.publication, &tables).await?;
+    let (slot_confirmed, slot_created) = slot(client, req, &database).await?;
+    Ok(PgSetup {
+        tables,
+        database,
+        slot_confirmed,
+        slot_created,
+    })
+}
+
+async fn table(
+    client: &Client,
+    schema: &str,
+    name: &str,
+    sink_table: &str,
+    set_full: bool,
+) -> Result<PgTable, SetupError> {
+    let display = format!("{schema}.{name}");
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.relreplident::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(q("looking up tables"))?;
+    let Some(row) = row else {
+        return Err(SetupError::PgTableNotFound { table: display });
+    };
+    let oid: u32 = row.get(0);
+    let identity: String = row.get(1);
+    let key: Vec<String> = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i \
+             CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+            &[&oid],
+        )
+        .await
+        .map_err(q("reading primary keys"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if key.is_empty() {
+        return Err(SetupError::PgNoPrimaryKey { table: display });
+    }
+    let columns: Vec<ColumnSchema> = client
+        .query(
+            "SELECT a.attname::text, a.atttypid, a.atttypmod, \
+                    CASE WHEN a.atttypid >= 10000 THEN format_type(a.atttypid, NULL) END \
+             FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 \
+               AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(q("reading columns"))?
+        .iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            ColumnSchema {
+                identity: key.contains(&name),
+                name,
+                type_oid: r.get(1),
+                type_modifier: r.get(2),
+                type_name: r.get(3),
+            }
+        })
+        .collect();
+    match identity.as_str() {
+        "f" => {}
+        _ if set_full => {
+            let sql = format!("ALTER TABLE {} REPLICA IDENTITY FULL", qualified(schema, name));
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| SetupError::PgAlterReplicaIdentity {
+                    table: display.clone(),
+                    detail: db_message(&e),
+                })?;
+            tracing::info!(table = %display, "REPLICA IDENTITY set to FULL");
+        }
+        "d" => {}
+        "i" => {
+            let idx: Vec<String> = client
+                .query(
+                    "SELECT a.attname::text FROM pg_index i \
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                     WHERE i.indrelid = $1 AND i.indisreplident",
+                    &[&oid],
+                )
+                .await
+                .map_err(q("reading the replica identity index"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !key.iter().all(|k| idx.contains(k)) {
+                return Err(SetupError::PgReplicaIdentity {
+                    table: display,
+                    identity: format!("USING INDEX ({})", idx.join(", ")),
+                    key: key.join(", "),
+                });
+            }
+        }
+        other => {
+            return Err(SetupError::PgReplicaIdentity {
+                table: display,
+                identity: if other == "n" { "NOTHING".into() } else { other.to_owned() },
+                key: key.join(", "),
+            })
+        }
+    }
+    Ok(PgTable {
+        spec: TableSpec {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+            sink_table: sink_table.to_owned(),
+            key_columns: key,
+        },
+        columns,
+    })
+}
+
+async fn publication(client: &Client, publication: &str, tables: &[PgTable]) -> Result<(), SetupError> {
+    let all: Vec<String> = tables
+        .iter()
+        .map(|t| qualified(&t.spec.schema, &t.spec.name))
+        .collect();
+    let err = |e: tokio_postgres::Error| SetupError::PgPublication {
+        publication: publication.to_owned(),
+        tables: all.join(", "),
+        detail: db_message(&e),
+    };
+    let row = client
+        .query_opt(
+            "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate \
+             FROM pg_publication WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(q("looking up the publication"))?;
+    let Some(row) = row else {
+        let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), all.join(", "));
+        client.batch_execute(&sql).await.map_err(err)?;
+        tracing::info!(publication, "publication created");
+        return Ok(());
+    };
+    let ops = ["insert", "update", "delete", "truncate"];
+    let missing: Vec<&str> = (1..=4)
+        .filter(|&i| !row.get::<_, bool>(i))
+        .map(|i| ops[i - 1])
+        .collect();
+    if !missing.is_empty() {
+        return Err(SetupError::PgPublicationOperations {
+            publication: publication.to_owned(),
+            missing: missing.join(", "),
+        });
+    }
+    if row.get::<_, bool>(0) {
+        return Ok(());
+    }
+    let members: Vec<(String, String)> = client
+        .query(
+            "SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1",
+            &[&publication],
+        )
+        .await
+        .map_err(q("reading publication members"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let absent: Vec<String> = tables
+        .iter()
+        .filter(|t| !members.iter().any(|(s, n)| *s == t.spec.schema && *n == t.spec.name))
+        .map(|t| qualified(&t.spec.schema, &t.spec.name))
+        .collect();
+    if !absent.is_empty() {
+        let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), absent.join(", "));
+        client.batch_execute(&sql).await.map_err(err)?;
+        tracing::info!(publication, tables = %absent.join(", "), "tables added to the publication");
+    }
+    Ok(())
+}
+
+async fn slot(client: &Client, req: &PgSetupRequest<'_>, database: &str) -> Result<(Lsn, bool), SetupError> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text, wal_status, active_pid, confirmed_flush_lsn::text \
+             FROM pg_replication_slots WHERE slot_name = $1",
+            &[&req.slot],
+        )
+        .await
+        .map_err(q("looking up the replication slot"))?;
+    let Some(row) = row else {
+        if let Some(cp) = req.checkpoint {
+            return Err(SetupError::PgSlotMissing {
+                slot: req.slot.to_owned(),
+                job: req.job.to_owned(),
+                checkpoint: cp.lsn.to_string(),
+            });
+        }
+        let lsn: String = client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&req.slot],
+            )
+            .await
+            .map_err(q("creating the replication slot"))?
+            .get(0);
+        let lsn = parse_lsn(&lsn)?;
+        tracing::info!(slot = req.slot, %lsn, "replication slot created");
+        return Ok((lsn, true));
+    };
+    let plugin: Option<String> = row.get(0);
+    let slot_db: Option<String> = row.get(1);
+    let wal_status: Option<String> = row.get(2);
+    let active_pid: Option<i32> = row.get(3);
+    let confirmed: Option<String> = row.get(4);
+    if plugin.as_deref() != Some("pgoutput") {
+        return Err(SetupError::PgSlotWrongPlugin {
+            slot: req.slot.to_owned(),
+            plugin: plugin.unwrap_or_else(|| "(physical slot)".into()),
+        });
+    }
+    if slot_db.as_deref() != Some(database) {
+        return Err(SetupError::PgSlotWrongDatabase {
+            slot: req.slot.to_owned(),
+            slot_db: slot_db.unwrap_or_default(),
+            db: database.to_owned(),
+        });
+    }
+    if wal_status.as_deref() == Some("lost") {
+        return Err(SetupError::PgSlotInvalidated {
+            slot: req.slot.to_owned(),
+            status: "lost".into(),
+            job: req.job.to_owned(),
+        });
+    }
+    if let Some(pid) = active_pid {
+        return Err(SetupError::PgSlotInUse {
+            slot: req.slot.to_owned(),
+            pid,
+        });
+    }
+    let confirmed = parse_lsn(confirmed.as_deref().unwrap_or("0/0"))?;
+    if let Some(cp) = req.checkpoint {
+        if confirmed > cp.lsn {
+            return Err(SetupError::PgSlotAhead {
+                slot: req.slot.to_owned(),
+                job: req.job.to_owned(),
+                confirmed: confirmed.to_string(),
+                checkpoint: cp.lsn.to_string(),
+            });
+        }
+    }
+    Ok((confirmed, false))
+}
+
+fn parse_lsn(s: &str) -> Result<Lsn, SetupError> {
+    s.parse().map_err(|e| SetupError::PgQuery {
+        step: "reading an LSN".into(),
+        detail: format!("{e}"),
+    })
+}

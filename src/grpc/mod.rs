@@ -1,0 +1,3 @@
+//! The control plane. [`state`] is what pipelines publish for it.
+
+pub mod state;

@@ -1,0 +1,296 @@
+//! `SharedState`: what a running pipeline publishes for the control plane.
+//!
+//! The engine writes, the gRPC/Prometheus side reads. Everything on the hot path is
+//! an atomic (relaxed ordering is enough: these are monitoring figures, not
+//! synchronisation). Rarely changing text (the last error, per-table counters that
+//! are folded in once per batch) sits behind a mutex that is never held across an
+//! await point.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use crate::source::Lsn;
+
+/// Lifecycle stage of one pipeline.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Stage {
+    /// Created, nothing done yet.
+    Init = 0,
+    /// Checking and preparing PostgreSQL and StarRocks.
+    Setup = 1,
+    /// Streaming changes.
+    Cdc = 2,
+    /// Paused by an operator: no reading, no loading; the slot connection stays up.
+    Paused = 3,
+    /// Flushing what was read, then stopping.
+    Draining = 4,
+    /// Stopped cleanly.
+    Stopped = 5,
+    /// Stopped by an error that needs an operator.
+    Failed = 6,
+}
+
+impl Stage {
+    fn from_u8(v: u8) -> Stage {
+        match v {
+            1 => Stage::Setup,
+            2 => Stage::Cdc,
+            3 => Stage::Paused,
+            4 => Stage::Draining,
+            5 => Stage::Stopped,
+            6 => Stage::Failed,
+            _ => Stage::Init,
+        }
+    }
+
+    /// Upper-case name as shown in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Init => "INIT",
+            Stage::Setup => "SETUP",
+            Stage::Cdc => "CDC",
+            Stage::Paused => "PAUSED",
+            Stage::Draining => "DRAINING",
+            Stage::Stopped => "STOPPED",
+            Stage::Failed => "FAILED",
+        }
+    }
+}
+
+/// Row counters of one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableCounters {
+    /// Inserts loaded.
+    pub inserts: u64,
+    /// Updates loaded.
+    pub updates: u64,
+    /// Deletes loaded.
+    pub deletes: u64,
+    /// Truncates applied.
+    pub truncates: u64,
+}
+
+/// A recorded error with the time it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedError {
+    /// Message (never contains secrets or row values).
+    pub message: String,
+    /// When it was recorded.
+    pub at: SystemTime,
+}
+
+/// Live state of one pipeline.
+#[derive(Debug)]
+pub struct SharedState {
+    /// Job id.
+    pub job_id: String,
+    /// Replication slot.
+    pub slot: String,
+    /// Publication.
+    pub publication: String,
+    started: Instant,
+    stage: AtomicU8,
+    /// Last LSN received from the server (end of the last message).
+    pub received_lsn: AtomicU64,
+    /// End LSN of the last transaction acknowledged by the sink.
+    pub flushed_lsn: AtomicU64,
+    /// LSN recorded in `dbmazz_checkpoints`.
+    pub checkpoint_lsn: AtomicU64,
+    /// Flush LSN last reported to the server.
+    pub confirmed_lsn: AtomicU64,
+    /// Server WAL position (keepalive walEnd / IDENTIFY_SYSTEM).
+    pub server_wal_lsn: AtomicU64,
+    /// Commit time (Unix µs) of the last acknowledged transaction.
+    pub last_commit_unix_us: AtomicI64,
+    /// Unix µs when the last batch was acknowledged.
+    pub last_ack_unix_us: AtomicI64,
+    /// pgoutput messages received.
+    pub events: AtomicU64,
+    /// XLogData payload bytes received.
+    pub bytes: AtomicU64,
+    /// Transactions received.
+    pub transactions: AtomicU64,
+    /// Batches loaded and checkpointed.
+    pub batches: AtomicU64,
+    /// Stream Load requests that succeeded.
+    pub loads_ok: AtomicU64,
+    /// Stream Load attempts that were retried.
+    pub loads_retried: AtomicU64,
+    /// Stream Load requests that failed for good.
+    pub loads_failed: AtomicU64,
+    /// Rows sent to the sink (after folding).
+    pub rows_loaded: AtomicU64,
+    /// Lease epoch the pipeline runs under (0 without leases).
+    pub lease_epoch: AtomicI64,
+    tables: Mutex<BTreeMap<String, TableCounters>>,
+    last_error: Mutex<Option<RecordedError>>,
+    holder: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these small locks cannot leave the data half
+    // written in a harmful way (plain counters and strings), so recover the guard.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SharedState {
+    /// New state in stage INIT.
+    pub fn new(job_id: &str, slot: &str, publication: &str) -> Self {
+        SharedState {
+            job_id: job_id.to_owned(),
+            slot: slot.to_owned(),
+            publication: publication.to_owned(),
+            started: Instant::now(),
+            stage: AtomicU8::new(Stage::Init as u8),
+            received_lsn: AtomicU64::new(0),
+            flushed_lsn: AtomicU64::new(0),
+            checkpoint_lsn: AtomicU64::new(0),
+            confirmed_lsn: AtomicU64::new(0),
+            server_wal_lsn: AtomicU64::new(0),
+            last_commit_unix_us: AtomicI64::new(0),
+            last_ack_unix_us: AtomicI64::new(0),
+            events: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            loads_ok: AtomicU64::new(0),
+            loads_retried: AtomicU64::new(0),
+            loads_failed: AtomicU64::new(0),
+            rows_loaded: AtomicU64::new(0),
+            lease_epoch: AtomicI64::new(0),
+            tables: Mutex::new(BTreeMap::new()),
+            last_error: Mutex::new(None),
+            holder: Mutex::new(None),
+        }
+    }
+
+    /// Current stage.
+    pub fn stage(&self) -> Stage {
+        Stage::from_u8(self.stage.load(Ordering::Relaxed))
+    }
+
+    /// Moves to `stage`.
+    pub fn set_stage(&self, stage: Stage) {
+        let old = Stage::from_u8(self.stage.swap(stage as u8, Ordering::Relaxed));
+        if old != stage {
+            tracing::info!(job = %self.job_id, from = old.as_str(), to = stage.as_str(), "stage");
+        }
+    }
+
+    /// Seconds since the state was created.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Records an error (shown in status until cleared).
+    pub fn record_error(&self, message: impl Into<String>) {
+        *lock(&self.last_error) = Some(RecordedError {
+            message: message.into(),
+            at: SystemTime::now(),
+        });
+    }
+
+    /// Forgets the last error (after recovery).
+    pub fn clear_error(&self) {
+        *lock(&self.last_error) = None;
+    }
+
+    /// The last recorded error.
+    pub fn last_error(&self) -> Option<RecordedError> {
+        lock(&self.last_error).clone()
+    }
+
+    /// Adds per-table counters (once per batch).
+    pub fn add_table_counts(&self, table: &str, delta: &TableCounters) {
+        let mut t = lock(&self.tables);
+        let e = t.entry(table.to_owned()).or_default();
+        e.inserts += delta.inserts;
+        e.updates += delta.updates;
+        e.deletes += delta.deletes;
+        e.truncates += delta.truncates;
+    }
+
+    /// Snapshot of per-table counters.
+    pub fn table_counts(&self) -> BTreeMap<String, TableCounters> {
+        lock(&self.tables).clone()
+    }
+
+    /// Sets the lease holder shown in status.
+    pub fn set_holder(&self, holder: Option<String>) {
+        *lock(&self.holder) = holder;
+    }
+
+    /// The lease holder shown in status.
+    pub fn holder(&self) -> Option<String> {
+        lock(&self.holder).clone()
+    }
+
+    /// Reads an LSN counter.
+    pub fn lsn(counter: &AtomicU64) -> Lsn {
+        Lsn(counter.load(Ordering::Relaxed))
+    }
+
+    /// Raises an LSN counter to `lsn` (never lowers it).
+    pub fn raise(counter: &AtomicU64, lsn: Lsn) {
+        counter.fetch_max(lsn.0, Ordering::Relaxed);
+    }
+
+    /// Bytes of WAL between the server position and the confirmed LSN.
+    pub fn lag_bytes(&self) -> u64 {
+        let server = self.server_wal_lsn.load(Ordering::Relaxed);
+        let confirmed = self.confirmed_lsn.load(Ordering::Relaxed);
+        server.saturating_sub(confirmed)
+    }
+
+    /// Milliseconds between now and the commit time of the last acknowledged
+    /// transaction (0 when nothing was acknowledged yet).
+    pub fn lag_ms(&self) -> u64 {
+        let commit = self.last_commit_unix_us.load(Ordering::Relaxed);
+        if commit <= 0 {
+            return 0;
+        }
+        let now = unix_micros();
+        u64::try_from((now - commit).max(0) / 1000).unwrap_or(0)
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_round_trips() {
+        let s = SharedState::new("j", "s", "p");
+        for st in [
+            Stage::Init,
+            Stage::Setup,
+            Stage::Cdc,
+            Stage::Paused,
+            Stage::Draining,
+            Stage::Stopped,
+            Stage::Failed,
+        ] {
+            s.set_stage(st);
+            assert_eq!(s.stage(), st);
+        }
+    }
+
+    #[test]
+    fn lsn_counters_only_go_up() {
+        let s = SharedState::new("j", "s", "p");
+        SharedState::raise(&s.checkpoint_lsn, Lsn(10));
+        SharedState::raise(&s.checkpoint_lsn, Lsn(5));
+        assert_eq!(SharedState::lsn(&s.checkpoint_lsn), Lsn(10));
+    }
+}

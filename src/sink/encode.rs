@@ -1,0 +1,346 @@
+//! Row → Stream Load JSON, written straight into the request body.
+//!
+//! Rows of one segment are grouped by *shape* (which columns carry a value, see
+//! [`crate::pipeline::batch::ColumnValue::Absent`]); each shape becomes one load
+//! whose `columns` header lists exactly those columns plus the audit columns
+//! (design rule 7). A complete row is a full-row upsert; a row with absent columns is
+//! a partial update (`partial_update=true`) that leaves the absent columns as stored.
+//! Because a segment holds one entry per key, loads of different shapes touch
+//! different keys and their order does not matter.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::pipeline::batch::{ColumnValue, Row, RowOp, RowsSegment};
+use crate::pipeline::schema_cache::TableSchema;
+use crate::source::values::{self, JsonTarget, PgType};
+
+/// Audit column: operation (0 insert, 1 update, 2 delete).
+pub const OP_TYPE: &str = "dbmazz_op_type";
+/// Audit column: soft-delete flag.
+pub const IS_DELETED: &str = "dbmazz_is_deleted";
+/// Audit column: when dbmazz loaded the row (UTC).
+pub const SYNCED_AT: &str = "dbmazz_synced_at";
+/// Audit column: commit LSN of the change; the `merge_condition` column.
+pub const CDC_VERSION: &str = "dbmazz_cdc_version";
+/// The audit columns in the order they are written.
+pub const AUDIT_COLUMNS: [&str; 4] = [OP_TYPE, IS_DELETED, SYNCED_AT, CDC_VERSION];
+
+/// How deletes reach the sink.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DeleteMode {
+    /// Upsert with `dbmazz_is_deleted = true` (the row stays).
+    Soft,
+    /// `__op = 1` (the row is removed).
+    Hard,
+}
+
+/// How one column is written.
+#[derive(Clone, Debug)]
+struct ColumnCodec {
+    /// `"name":` with the name JSON-escaped.
+    json_key: Vec<u8>,
+    /// Backquoted name for the `columns` header.
+    header: String,
+    ty: PgType,
+    target: JsonTarget,
+}
+
+/// Per-schema encoding plan (built once per schema generation).
+#[derive(Clone, Debug)]
+pub struct TableCodec {
+    schema: Arc<TableSchema>,
+    cols: Vec<ColumnCodec>,
+}
+
+/// A value could not be written for the sink.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "table '{table}', column '{column}' ({pg_type}), row with key {key}: {reason} (value starts \
+     with {prefix:?})"
+)]
+pub struct EncodeError {
+    /// Table.
+    pub table: String,
+    /// Column.
+    pub column: String,
+    /// PostgreSQL type.
+    pub pg_type: String,
+    /// Key of the row (key values are identifiers, not payload).
+    pub key: String,
+    /// Why.
+    pub reason: String,
+    /// First characters of the value.
+    pub prefix: String,
+}
+
+/// Backquotes an identifier for the `columns` header / SQL.
+pub fn backquote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn json_key(name: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(name.len() + 3);
+    write_json_str(&mut v, name);
+    v.push(b':');
+    v
+}
+
+/// Writes `s` as a JSON string.
+pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    values::write_json_string(s, out);
+}
+
+impl TableCodec {
+    /// Plans the encoding of `schema`'s columns; `is_json(name)` tells whether the
+    /// sink column is a JSON column.
+    pub fn new(schema: Arc<TableSchema>, is_json: impl Fn(&str) -> bool) -> Self {
+        let cols = schema
+            .columns
+            .iter()
+            .map(|c| ColumnCodec {
+                json_key: json_key(&c.name),
+                header: backquote(&c.name),
+                ty: PgType::resolve(c.type_oid, c.type_modifier, c.type_name.as_deref()),
+                target: if is_json(&c.name) {
+                    JsonTarget::Json
+                } else {
+                    JsonTarget::Text
+                },
+            })
+            .collect();
+        TableCodec { schema, cols }
+    }
+
+    /// The schema this codec encodes.
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+}
+
+/// Which columns of a row carry a value (bit per column).
+pub type Shape = SmallVec<[u64; 2]>;
+
+fn shape_of(schema: &TableSchema, row: &Row, mode: DeleteMode) -> Shape {
+    let n = schema.columns.len();
+    let mut s: Shape = SmallVec::from_elem(0, n.div_ceil(64).max(1));
+    for i in 0..n {
+        let present = match (mode, row.op) {
+            // A hard delete only needs the key.
+            (DeleteMode::Hard, RowOp::Delete) => schema.key.contains(&i),
+            _ => row.value(schema, i) != ColumnValue::Absent,
+        };
+        if present {
+            s[i / 64] |= 1 << (i % 64);
+        }
+    }
+    s
+}
+
+fn has(shape: &Shape, i: usize) -> bool {
+    shape.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+/// One load's worth of rows.
+#[derive(Debug)]
+pub struct EncodedLoad {
+    /// `columns` header value.
+    pub columns: String,
+    /// True when some table columns are not listed (partial update).
+    pub partial: bool,
+    /// JSON array body.
+    pub body: Vec<u8>,
+    /// Rows in the body.
+    pub rows: usize,
+}
+
+/// Values shared by every row of a batch.
+#[derive(Clone, Debug)]
+pub struct AuditValues {
+    /// `dbmazz_synced_at` text (UTC).
+    pub synced_at: String,
+}
+
+/// Encodes one segment into loads, one per shape, in first-seen order.
+pub fn encode_segment(
+    codec: &TableCodec,
+    seg: &RowsSegment,
+    mode: DeleteMode,
+    audit: &AuditValues,
+) -> Result<Vec<EncodedLoad>, EncodeError> {
+    let schema = &*codec.schema;
+    let mut groups: Vec<(Shape, Vec<usize>)> = Vec::new();
+    let mut by_shape: FxHashMap<Shape, usize> = FxHashMap::default();
+    for (ri, row) in seg.rows.iter().enumerate() {
+        let shape = shape_of(schema, row, mode);
+        match by_shape.get(&shape) {
+            Some(&g) => groups[g].1.push(ri),
+            None => {
+                by_shape.insert(shape.clone(), groups.len());
+                groups.push((shape, vec![ri]));
+            }
+        }
+    }
+    let ncols = schema.columns.len();
+    let mut loads = Vec::with_capacity(groups.len());
+    for (shape, rows) in groups {
+        let present: Vec<usize> = (0..ncols).filter(|&i| has(&shape, i)).collect();
+        let mut columns: Vec<String> = present.iter().map(|&i| codec.cols[i].header.clone()).collect();
+        columns.extend(AUDIT_COLUMNS.iter().map(|c| backquote(c)));
+        if mode == DeleteMode::Hard {
+            columns.push("`__op`".into());
+        }
+        let mut body = Vec::with_capacity(rows.len() * 64 * (present.len() + 4));
+        body.push(b'[');
+        for (n, &ri) in rows.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            encode_row(codec, &seg.rows[ri], &present, mode, audit, &mut body)?;
+        }
+        body.push(b']');
+        loads.push(EncodedLoad {
+            columns: columns.join(","),
+            partial: present.len() < ncols,
+            body,
+            rows: rows.len(),
+        });
+    }
+    Ok(loads)
+}
+
+fn encode_row(
+    codec: &TableCodec,
+    row: &Row,
+    present: &[usize],
+    mode: DeleteMode,
+    audit: &AuditValues,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let schema = &*codec.schema;
+    out.push(b'{');
+    for &i in present {
+        let c = &codec.cols[i];
+        out.extend_from_slice(&c.json_key);
+        match row.value(schema, i) {
+            ColumnValue::Null | ColumnValue::Absent => out.extend_from_slice(b"null"),
+            ColumnValue::Text(t) => {
+                values::encode_json(&c.ty, t, c.target, out).map_err(|e| EncodeError {
+                    table: schema.spec.qualified(),
+                    column: schema.columns[i].name.clone(),
+                    pg_type: c.ty.to_string(),
+                    key: key_text(schema, row),
+                    reason: e.to_string(),
+                    prefix: t.chars().take(16).collect(),
+                })?
+            }
+            ColumnValue::Binary(_) => {
+                return Err(EncodeError {
+                    table: schema.spec.qualified(),
+                    column: schema.columns[i].name.clone(),
+                    pg_type: c.ty.to_string(),
+                    key: key_text(schema, row),
+                    reason: "binary column values are not supported (dbmazz requests text output)"
+                        .into(),
+                    prefix: String::new(),
+                })
+            }
+        }
+        out.push(b',');
+    }
+    let (op_type, deleted) = match row.op {
+        RowOp::Insert => (b'0', false),
+        RowOp::Update => (b'1', false),
+        RowOp::Delete => (b'2', true),
+    };
+    out.extend_from_slice(b"\"dbmazz_op_type\":");
+    out.push(op_type);
+    out.extend_from_slice(b",\"dbmazz_is_deleted\":");
+    out.extend_from_slice(if deleted { b"true" } else { b"false" });
+    out.extend_from_slice(b",\"dbmazz_synced_at\":\"");
+    out.extend_from_slice(audit.synced_at.as_bytes());
+    out.extend_from_slice(b"\",\"dbmazz_cdc_version\":");
+    let mut buf = itoa::Buffer::new();
+    // LSNs stay far below 2^63 in practice; clamp rather than wrap if one does not.
+    let version = i64::try_from(row.version.0).unwrap_or(i64::MAX);
+    out.extend_from_slice(buf.format(version).as_bytes());
+    if mode == DeleteMode::Hard {
+        out.extend_from_slice(if row.op == RowOp::Delete {
+            b",\"__op\":1"
+        } else {
+            b",\"__op\":0"
+        });
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// The key of a row as `col=value, …` (for error messages).
+pub fn key_text(schema: &TableSchema, row: &Row) -> String {
+    schema
+        .key
+        .iter()
+        .map(|&i| {
+            let v = match row.value(schema, i) {
+                ColumnValue::Text(t) => t.chars().take(64).collect::<String>(),
+                ColumnValue::Null => "NULL".into(),
+                ColumnValue::Binary(_) => "<binary>".into(),
+                ColumnValue::Absent => "<absent>".into(),
+            };
+            format!("{}={}", schema.columns[i].name, v)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) for Unix microseconds.
+pub fn format_utc_micros(unix_us: i64) -> String {
+    let secs = unix_us.div_euclid(1_000_000);
+    let micros = unix_us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc_micros(0), "1970-01-01 00:00:00.000000");
+        assert_eq!(
+            format_utc_micros(1_700_000_000_123_456),
+            "2023-11-14 22:13:20.123456"
+        );
+        assert_eq!(format_utc_micros(951_782_400_000_000), "2000-02-29 00:00:00.000000");
+        assert_eq!(format_utc_micros(-1), "1969-12-31 23:59:59.999999");
+    }
+
+    #[test]
+    fn backquote_escapes() {
+        assert_eq!(backquote("a`b"), "`a``b`");
+    }
+}
