@@ -56,7 +56,11 @@ async fn streams_a_transaction_and_confirms_only_checkpointed_lsns() {
         if slot_lsn() == end_lsn.to_string() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "slot never reached {end_lsn}: {}", slot_lsn());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot never reached {end_lsn}: {}",
+            slot_lsn()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stream.shutdown().await;

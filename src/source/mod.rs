@@ -16,6 +16,7 @@ pub mod error;
 pub mod message;
 pub mod parser;
 pub mod postgres;
+pub mod values;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
