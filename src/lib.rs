@@ -12,6 +12,7 @@ pub mod cli;
 pub mod engine;
 pub mod grpc;
 pub mod pipeline;
+pub mod replication;
 pub mod sink;
 pub mod source;
 pub mod state_store;

@@ -17,13 +17,16 @@
 
 use std::fmt;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::source::Lsn;
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateStoreError {
+    /// The checkpoint database could not be reached.
+    #[error("checkpoint store: cannot connect: {0}")]
+    Connect(String),
     /// The checkpoint database could not be reached or answered with an error.
     #[error("checkpoint store: {context}: {source}")]
     Postgres {
@@ -75,7 +78,10 @@ impl StateStoreError {
     /// True when retrying later can help (connection problems), false for fencing
     /// and invalid rows.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StateStoreError::Postgres { .. })
+        matches!(
+            self,
+            StateStoreError::Postgres { .. } | StateStoreError::Connect(_)
+        )
     }
 }
 
@@ -116,7 +122,6 @@ impl fmt::Debug for Checkpointed {
 pub struct StateStore {
     client: Client,
     table: String,
-    _conn: tokio::task::JoinHandle<()>,
 }
 
 impl fmt::Debug for StateStore {
@@ -136,18 +141,12 @@ impl StateStore {
     /// Connects to `url` (a libpq-style URL or key/value string) and makes sure the
     /// schema and table exist.
     pub async fn connect(url: &str, schema: &str) -> Result<Self, StateStoreError> {
-        let (client, conn) = tokio_postgres::connect(url, NoTls)
+        let client = crate::source::sql::connect_sql(url)
             .await
-            .map_err(StateStoreError::pg("connecting to the checkpoint database"))?;
-        let handle = tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::warn!(error = %e, "checkpoint database connection closed");
-            }
-        });
+            .map_err(|e| StateStoreError::Connect(e.to_string()))?;
         let store = StateStore {
             client,
             table: format!("{}.dbmazz_checkpoints", quote_ident(schema)),
-            _conn: handle,
         };
         store.ensure_schema(schema).await?;
         Ok(store)

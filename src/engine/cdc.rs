@@ -106,7 +106,11 @@ impl Loader {
     async fn checkpoint_at(&mut self, lsn: Lsn) -> Result<(), Outcome> {
         let mut attempt = 0u32;
         let proof = loop {
-            match self.store.commit(&self.job, &self.slot, lsn, self.epoch).await {
+            match self
+                .store
+                .commit(&self.job, &self.slot, lsn, self.epoch)
+                .await
+            {
                 Ok(p) => break p,
                 Err(e @ (StateStoreError::Fenced { .. } | StateStoreError::Corrupt { .. })) => {
                     return Err(Outcome::Definite(e.to_string()))
@@ -155,23 +159,32 @@ pub async fn run_once(
     drain: &CancellationToken,
     abort: &CancellationToken,
 ) -> Outcome {
-    let store = match StateStore::connect(&settings.checkpoint_url, &settings.checkpoint_schema).await {
-        Ok(s) => s,
-        Err(e) if e.is_transient() => return Outcome::Transient(format!("{e}")),
-        Err(e) => return Outcome::SetupBlocked(format!("{e}")),
-    };
+    let store =
+        match StateStore::connect(&settings.checkpoint_url, &settings.checkpoint_schema).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => return Outcome::Transient(format!("{e}")),
+            Err(e) => return Outcome::SetupBlocked(format!("{e}")),
+        };
     let sink_cancel = abort.child_token();
-    let sink = match StarRocksSink::connect(settings.sink.clone(), state.clone(), sink_cancel.clone()).await {
-        Ok(s) => s,
-        Err(e) => {
-            let err = setup::SetupError::SrConnect {
-                endpoint: format!("{}:{}", settings.sink.catalog.host, settings.sink.catalog.port),
-                detail: e.to_string(),
-            };
-            return Outcome::Transient(err.to_string());
-        }
-    };
-    fail::fail_point!("setup::before", |_| Outcome::Definite("fail point setup::before".into()));
+    let sink =
+        match StarRocksSink::connect(settings.sink.clone(), state.clone(), sink_cancel.clone())
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let err = setup::SetupError::SrConnect {
+                    endpoint: format!(
+                        "{}:{}",
+                        settings.sink.catalog.host, settings.sink.catalog.port
+                    ),
+                    detail: e.to_string(),
+                };
+                return Outcome::Transient(err.to_string());
+            }
+        };
+    fail::fail_point!("setup::before", |_| Outcome::Definite(
+        "fail point setup::before".into()
+    ));
     let prepared = match setup::run(settings, &store, &sink).await {
         Ok(p) => p,
         Err(e) if e.is_transient() => return Outcome::Transient(e.to_string()),
@@ -219,7 +232,8 @@ pub async fn run_once(
     };
     let mut loader_task = tokio::spawn(loader.run(rx));
 
-    let tick_every = (settings.limits.max_age / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
+    let tick_every =
+        (settings.limits.max_age / 4).clamp(Duration::from_millis(10), Duration::from_millis(250));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut progress = Progress::new(settings.progress_interval);

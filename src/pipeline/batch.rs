@@ -126,8 +126,8 @@ impl Row {
         let n = schema.columns.len();
         let mut missing: SmallVec<[usize; 8]> = SmallVec::new();
         for i in 0..n {
-            let own_ok = !(self.key_only && !schema.columns[i].identity)
-                && direct(&self.image, i).is_some();
+            let own_ok =
+                (!self.key_only || schema.columns[i].identity) && direct(&self.image, i).is_some();
             if !own_ok {
                 missing.push(i);
             }
@@ -160,7 +160,9 @@ fn direct(t: &TupleData, i: usize) -> Option<ColumnValue<'_>> {
 }
 
 fn tuple_bytes(t: &TupleData) -> usize {
-    (0..t.len()).map(|i| t.raw(i).map_or(0, <[u8]>::len) + 8).sum()
+    (0..t.len())
+        .map(|i| t.raw(i).map_or(0, <[u8]>::len) + 8)
+        .sum()
 }
 
 /// Errors while folding changes.
@@ -486,6 +488,8 @@ impl Batch {
 }
 
 /// One change inside a transaction, before folding.
+// Row changes are the common case; boxing them would add an allocation per change.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Change {
     /// An INSERT, an UPDATE that keeps its key, or a DELETE.
@@ -542,7 +546,7 @@ mod tests {
             name: n.into(),
             type_oid: 25,
             type_modifier: -1,
-            type_name: None,
+            pg_type: crate::source::values::PgType::Text,
             identity,
         };
         Arc::new(TableSchema {
@@ -590,9 +594,9 @@ mod tests {
         }
     }
 
-    fn row(op: RowOp, lsn: u64, vals: &[Option<&str>]) -> Change {
+    fn row(s: &Arc<TableSchema>, op: RowOp, lsn: u64, vals: &[Option<&str>]) -> Change {
         Change::Row {
-            schema: schema(),
+            schema: s.clone(),
             row: Row::new(op, Lsn(lsn), tuple(vals), false),
         }
     }
@@ -622,19 +626,37 @@ mod tests {
             vec![
                 Change::Row {
                     schema: s.clone(),
-                    row: Row::new(RowOp::Insert, Lsn(10), tuple(&[Some("1"), Some("x"), Some("B")]), false),
+                    row: Row::new(
+                        RowOp::Insert,
+                        Lsn(10),
+                        tuple(&[Some("1"), Some("x"), Some("B")]),
+                        false,
+                    ),
                 },
                 Change::Row {
                     schema: s.clone(),
-                    row: Row::new(RowOp::Insert, Lsn(10), tuple(&[Some("2"), Some("y"), Some("C")]), false),
+                    row: Row::new(
+                        RowOp::Insert,
+                        Lsn(10),
+                        tuple(&[Some("2"), Some("y"), Some("C")]),
+                        false,
+                    ),
                 },
             ],
         ))
         .expect("fold");
-        b.add_transaction(txn(20, vec![Change::Row {
-            schema: s.clone(),
-            row: Row::new(RowOp::Update, Lsn(20), tuple(&[Some("1"), Some("z"), U]), false),
-        }]))
+        b.add_transaction(txn(
+            20,
+            vec![Change::Row {
+                schema: s.clone(),
+                row: Row::new(
+                    RowOp::Update,
+                    Lsn(20),
+                    tuple(&[Some("1"), Some("z"), U]),
+                    false,
+                ),
+            }],
+        ))
         .expect("fold");
         let v = values(&b);
         assert_eq!(v.len(), 2);
@@ -643,7 +665,11 @@ mod tests {
             (
                 RowOp::Update,
                 20,
-                vec![ColumnValue::Text("1"), ColumnValue::Text("z"), ColumnValue::Text("B")]
+                vec![
+                    ColumnValue::Text("1"),
+                    ColumnValue::Text("z"),
+                    ColumnValue::Text("B")
+                ]
             ),
             "the unchanged TOAST value comes from the insert folded away"
         );
@@ -655,9 +681,13 @@ mod tests {
 
     #[test]
     fn unchanged_toast_without_older_image_stays_absent() {
+        let s = schema();
         let mut b = Batch::new(0);
-        b.add_transaction(txn(5, vec![row(RowOp::Update, 5, &[Some("1"), Some("a"), U])]))
-            .expect("fold");
+        b.add_transaction(txn(
+            5,
+            vec![row(&s, RowOp::Update, 5, &[Some("1"), Some("a"), U])],
+        ))
+        .expect("fold");
         let v = values(&b);
         assert_eq!(v[0].2[2], ColumnValue::Absent);
     }
@@ -666,12 +696,24 @@ mod tests {
     fn full_identity_old_row_fills_unchanged_toast() {
         let s = schema();
         let mut b = Batch::new(0);
-        let r = Row::new(RowOp::Update, Lsn(5), tuple(&[Some("1"), Some("a"), U]), false)
-            .with_fill(tuple(&[Some("1"), Some("old"), Some("BIG")]));
+        let r = Row::new(
+            RowOp::Update,
+            Lsn(5),
+            tuple(&[Some("1"), Some("a"), U]),
+            false,
+        )
+        .with_fill(tuple(&[Some("1"), Some("old"), Some("BIG")]));
         b.add_transaction(txn(5, vec![Change::Row { schema: s, row: r }]))
             .expect("fold");
         let v = values(&b);
-        assert_eq!(v[0].2, vec![ColumnValue::Text("1"), ColumnValue::Text("a"), ColumnValue::Text("BIG")]);
+        assert_eq!(
+            v[0].2,
+            vec![
+                ColumnValue::Text("1"),
+                ColumnValue::Text("a"),
+                ColumnValue::Text("BIG")
+            ]
+        );
     }
 
     #[test]
@@ -681,7 +723,7 @@ mod tests {
         b.add_transaction(txn(
             5,
             vec![
-                row(RowOp::Insert, 5, &[Some("1"), Some("a"), Some("B")]),
+                row(&s, RowOp::Insert, 5, &[Some("1"), Some("a"), Some("B")]),
                 Change::Row {
                     schema: s.clone(),
                     row: Row::new(RowOp::Delete, Lsn(5), tuple(&[Some("1"), None, None]), true),
@@ -691,30 +733,48 @@ mod tests {
         .expect("fold");
         let v = values(&b);
         assert_eq!(v[0].0, RowOp::Delete);
-        assert_eq!(v[0].2, vec![ColumnValue::Text("1"), ColumnValue::Text("a"), ColumnValue::Text("B")]);
+        assert_eq!(
+            v[0].2,
+            vec![
+                ColumnValue::Text("1"),
+                ColumnValue::Text("a"),
+                ColumnValue::Text("B")
+            ]
+        );
     }
 
     #[test]
     fn key_only_delete_without_history_has_only_the_key() {
         let s = schema();
         let mut b = Batch::new(0);
-        b.add_transaction(txn(5, vec![Change::Row {
-            schema: s,
-            row: Row::new(RowOp::Delete, Lsn(5), tuple(&[Some("1"), None, None]), true),
-        }]))
+        b.add_transaction(txn(
+            5,
+            vec![Change::Row {
+                schema: s,
+                row: Row::new(RowOp::Delete, Lsn(5), tuple(&[Some("1"), None, None]), true),
+            }],
+        ))
         .expect("fold");
         let v = values(&b);
-        assert_eq!(v[0].2, vec![ColumnValue::Text("1"), ColumnValue::Absent, ColumnValue::Absent]);
+        assert_eq!(
+            v[0].2,
+            vec![
+                ColumnValue::Text("1"),
+                ColumnValue::Absent,
+                ColumnValue::Absent
+            ]
+        );
     }
 
     #[test]
     fn delete_then_reinsert_ends_as_the_insert() {
+        let s = schema();
         let mut b = Batch::new(0);
         b.add_transaction(txn(
             5,
             vec![
-                row(RowOp::Delete, 5, &[Some("1"), Some("a"), Some("B")]),
-                row(RowOp::Insert, 5, &[Some("1"), Some("n"), Some("N")]),
+                row(&s, RowOp::Delete, 5, &[Some("1"), Some("a"), Some("B")]),
+                row(&s, RowOp::Insert, 5, &[Some("1"), Some("n"), Some("N")]),
             ],
         ))
         .expect("fold");
@@ -731,11 +791,16 @@ mod tests {
         b.add_transaction(txn(
             5,
             vec![
-                row(RowOp::Insert, 5, &[Some("1"), Some("a"), Some("BIG")]),
+                row(&s, RowOp::Insert, 5, &[Some("1"), Some("a"), Some("BIG")]),
                 Change::KeyChange {
                     schema: s.clone(),
                     old: Row::new(RowOp::Delete, Lsn(5), tuple(&[Some("1"), None, None]), true),
-                    new: Row::new(RowOp::Update, Lsn(5), tuple(&[Some("2"), Some("a"), U]), false),
+                    new: Row::new(
+                        RowOp::Update,
+                        Lsn(5),
+                        tuple(&[Some("2"), Some("a"), U]),
+                        false,
+                    ),
                 },
             ],
         ))
@@ -745,7 +810,14 @@ mod tests {
         assert_eq!(v[0].0, RowOp::Delete);
         assert_eq!(v[0].2[0], ColumnValue::Text("1"));
         assert_eq!(v[1].0, RowOp::Update);
-        assert_eq!(v[1].2, vec![ColumnValue::Text("2"), ColumnValue::Text("a"), ColumnValue::Text("BIG")]);
+        assert_eq!(
+            v[1].2,
+            vec![
+                ColumnValue::Text("2"),
+                ColumnValue::Text("a"),
+                ColumnValue::Text("BIG")
+            ]
+        );
     }
 
     #[test]
@@ -753,11 +825,19 @@ mod tests {
         let s = schema();
         let mut b = Batch::new(0);
         let err = b
-            .add_transaction(txn(5, vec![Change::KeyChange {
-                schema: s,
-                old: Row::new(RowOp::Delete, Lsn(5), tuple(&[Some("1"), None, None]), true),
-                new: Row::new(RowOp::Update, Lsn(5), tuple(&[Some("2"), Some("a"), U]), false),
-            }]))
+            .add_transaction(txn(
+                5,
+                vec![Change::KeyChange {
+                    schema: s,
+                    old: Row::new(RowOp::Delete, Lsn(5), tuple(&[Some("1"), None, None]), true),
+                    new: Row::new(
+                        RowOp::Update,
+                        Lsn(5),
+                        tuple(&[Some("2"), Some("a"), U]),
+                        false,
+                    ),
+                }],
+            ))
             .expect_err("toast unavailable");
         assert!(matches!(err, FoldError::ToastOnKeyChange { ref column, .. } if column == "big"));
     }
@@ -772,31 +852,46 @@ mod tests {
         b.add_transaction(txn(
             5,
             vec![
-                row(RowOp::Insert, 5, &[Some("1"), Some("a"), Some("B")]),
+                row(&s, RowOp::Insert, 5, &[Some("1"), Some("a"), Some("B")]),
                 Change::Truncate {
                     schema: s.clone(),
                     cascade: false,
                     restart_identity: false,
                 },
-                row(RowOp::Insert, 5, &[Some("1"), Some("b"), Some("B")]),
+                row(&s, RowOp::Insert, 5, &[Some("1"), Some("b"), Some("B")]),
                 Change::Row {
                     schema: s2,
-                    row: Row::new(RowOp::Insert, Lsn(5), tuple(&[Some("3"), Some("c"), Some("C")]), false),
+                    row: Row::new(
+                        RowOp::Insert,
+                        Lsn(5),
+                        tuple(&[Some("3"), Some("c"), Some("C")]),
+                        false,
+                    ),
                 },
             ],
         ))
         .expect("fold");
         let segs = &b.tables[0].segments;
         assert_eq!(segs.len(), 4);
-        assert!(matches!(segs[1], Segment::Truncate { version: Lsn(5), .. }));
+        assert!(matches!(
+            segs[1],
+            Segment::Truncate {
+                version: Lsn(5),
+                ..
+            }
+        ));
         assert!(b.tables[0].has_truncate());
     }
 
     #[test]
     fn missing_key_value_is_an_error() {
+        let s = schema();
         let mut b = Batch::new(0);
         let err = b
-            .add_transaction(txn(5, vec![row(RowOp::Update, 5, &[U, Some("a"), Some("b")])]))
+            .add_transaction(txn(
+                5,
+                vec![row(&s, RowOp::Update, 5, &[U, Some("a"), Some("b")])],
+            ))
             .expect_err("key unavailable");
         assert!(err.to_string().contains("REPLICA IDENTITY FULL"));
     }

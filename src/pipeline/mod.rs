@@ -193,7 +193,10 @@ impl Batcher {
             Some(s) => Some(s.clone()),
             None => {
                 if self.warned_unconfigured.insert(rel_id) {
-                    tracing::debug!(rel_id, "ignoring changes of a relation that is not in TABLES");
+                    tracing::debug!(
+                        rel_id,
+                        "ignoring changes of a relation that is not in TABLES"
+                    );
                 }
                 None
             }
@@ -202,7 +205,11 @@ impl Batcher {
 
     fn on_message(&mut self, msg: CdcMessage) -> Result<Option<Batch>, PipelineError> {
         match msg {
-            CdcMessage::Begin { final_lsn, commit_time, .. } => {
+            CdcMessage::Begin {
+                final_lsn,
+                commit_time,
+                ..
+            } => {
                 if self.txn.is_some() {
                     return Err(PipelineError::Protocol(format!(
                         "Begin {final_lsn} while a transaction is open"
@@ -219,7 +226,12 @@ impl Batcher {
                 });
                 Ok(None)
             }
-            CdcMessage::Commit { commit_lsn, end_lsn, commit_time, .. } => {
+            CdcMessage::Commit {
+                commit_lsn,
+                end_lsn,
+                commit_time,
+                ..
+            } => {
                 let Some(open) = self.txn.take() else {
                     return Err(PipelineError::Protocol(format!(
                         "Commit {commit_lsn} without Begin"
@@ -288,7 +300,13 @@ impl Batcher {
                 }
                 Ok(None)
             }
-            CdcMessage::Update { rel_id, old_key, old, new, .. } => {
+            CdcMessage::Update {
+                rel_id,
+                old_key,
+                old,
+                new,
+                ..
+            } => {
                 let Some(schema) = self.schema_for(rel_id) else {
                     return self.open("Update").map(|_| None);
                 };
@@ -299,7 +317,12 @@ impl Batcher {
                 }
                 Ok(None)
             }
-            CdcMessage::Delete { rel_id, old_key, old, .. } => {
+            CdcMessage::Delete {
+                rel_id,
+                old_key,
+                old,
+                ..
+            } => {
                 let Some(schema) = self.schema_for(rel_id) else {
                     return self.open("Delete").map(|_| None);
                 };
@@ -320,9 +343,13 @@ impl Batcher {
                 }
                 Ok(None)
             }
-            CdcMessage::Truncate { options, rel_ids, .. } => {
-                let schemas: Vec<Arc<TableSchema>> =
-                    rel_ids.iter().filter_map(|id| self.cache.get(*id).cloned()).collect();
+            CdcMessage::Truncate {
+                options, rel_ids, ..
+            } => {
+                let schemas: Vec<Arc<TableSchema>> = rel_ids
+                    .iter()
+                    .filter_map(|id| self.cache.get(*id).cloned())
+                    .collect();
                 let truncate = self.truncate;
                 let open = self.open("Truncate")?;
                 if open.skip || schemas.is_empty() {

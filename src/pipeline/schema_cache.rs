@@ -11,6 +11,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::source::message::{Relation, ReplicaIdentity, TypeInfo};
+use crate::source::values::{PgType, TypeRegistry};
 
 /// A configured table as setup found it in PostgreSQL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,9 +42,9 @@ pub struct ColumnSchema {
     pub type_oid: u32,
     /// `atttypmod`.
     pub type_modifier: i32,
-    /// For non-builtin types: `schema.name` from the Type message (for a domain,
-    /// its base type's name).
-    pub type_name: Option<String>,
+    /// The type as value decoding understands it (user types resolved through
+    /// Type messages).
+    pub pg_type: PgType,
     /// Part of the replica identity key sent in old-key tuples.
     pub identity: bool,
 }
@@ -149,7 +150,7 @@ pub enum RelationUpdate {
 pub struct SchemaCache {
     specs: HashMap<(String, String), Arc<TableSpec>>,
     by_id: FxHashMap<u32, Arc<TableSchema>>,
-    types: FxHashMap<u32, String>,
+    types: TypeRegistry,
     last_by_name: HashMap<(String, String), Arc<TableSchema>>,
 }
 
@@ -171,10 +172,14 @@ impl SchemaCache {
         self.by_id.get(&rel_id)
     }
 
+    /// Marks a type as an enum (known from the catalog), so it is written as text.
+    pub fn mark_enum(&mut self, oid: u32) {
+        self.types.mark_enum(oid);
+    }
+
     /// Records a Type message.
     pub fn apply_type(&mut self, t: &TypeInfo) {
-        self.types
-            .insert(t.oid, format!("{}.{}", t.namespace, t.name));
+        self.types.register(t);
     }
 
     /// Applies a Relation message.
@@ -191,7 +196,7 @@ impl SchemaCache {
                 name: c.name.clone(),
                 type_oid: c.type_oid,
                 type_modifier: c.type_modifier,
-                type_name: self.types.get(&c.type_oid).cloned(),
+                pg_type: PgType::resolve(c.type_oid, c.type_modifier, &self.types),
                 identity: c.is_key(),
             })
             .collect();
@@ -302,11 +307,15 @@ mod tests {
     #[test]
     fn first_relation_is_unchanged_and_resend_is_noop() {
         let mut c = SchemaCache::new([spec()]);
-        let u = c.apply_relation(&rel(10, &[("id", 23), ("v", 25)])).expect("ok");
+        let u = c
+            .apply_relation(&rel(10, &[("id", 23), ("v", 25)]))
+            .expect("ok");
         assert!(matches!(u, RelationUpdate::Unchanged(_)));
         let s = c.get(10).expect("cached");
         assert_eq!(s.key, vec![0]);
-        let u = c.apply_relation(&rel(10, &[("id", 23), ("v", 25)])).expect("ok");
+        let u = c
+            .apply_relation(&rel(10, &[("id", 23), ("v", 25)]))
+            .expect("ok");
         assert!(matches!(u, RelationUpdate::Unchanged(_)));
     }
 
@@ -343,7 +352,9 @@ mod tests {
     #[test]
     fn missing_key_column_is_an_error() {
         let mut c = SchemaCache::new([spec()]);
-        let err = c.apply_relation(&rel(10, &[("v", 25)])).expect_err("no key");
+        let err = c
+            .apply_relation(&rel(10, &[("v", 25)]))
+            .expect_err("no key");
         assert!(err.to_string().contains("'id'"));
     }
 }

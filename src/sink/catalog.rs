@@ -93,7 +93,9 @@ pub struct SinkTable {
 impl SinkTable {
     /// The column called `name` (case-insensitive, as StarRocks treats names).
     pub fn column(&self, name: &str) -> Option<&SinkColumn> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// Primary key column names.
@@ -226,7 +228,9 @@ impl Catalog {
             endpoint,
             dialect: Dialect::StarRocks,
         };
-        let version: Option<String> = cat.query_first("SELECT VERSION()", "reading the server version").await?;
+        let version: Option<String> = cat
+            .query_first("SELECT VERSION()", "reading the server version")
+            .await?;
         if version.is_some_and(|v| v.to_ascii_lowercase().contains("mariadb")) {
             cat.dialect = Dialect::MariaDb;
         }
@@ -341,7 +345,11 @@ impl Catalog {
 
     /// Adds columns (`(name, StarRocks type)`, all nullable) and waits until the
     /// change is finished and visible.
-    pub async fn add_columns(&self, table: &str, cols: &[(String, String)]) -> Result<(), CatalogError> {
+    pub async fn add_columns(
+        &self,
+        table: &str,
+        cols: &[(String, String)],
+    ) -> Result<(), CatalogError> {
         if cols.is_empty() {
             return Ok(());
         }
@@ -349,7 +357,11 @@ impl Catalog {
             .iter()
             .map(|(n, t)| format!("{} {} NULL", backquote(n), self.dialect.type_name(t)))
             .collect();
-        let sql = format!("ALTER TABLE {} ADD COLUMN ({})", self.qualified(table), defs.join(", "));
+        let sql = format!(
+            "ALTER TABLE {} ADD COLUMN ({})",
+            self.qualified(table),
+            defs.join(", ")
+        );
         tracing::info!(table, columns = ?cols.iter().map(|c| &c.0).collect::<Vec<_>>(), "adding sink columns");
         self.exec(sql, "adding columns").await?;
         self.wait_for_alter(table).await?;
@@ -431,7 +443,11 @@ impl Catalog {
     }
 
     /// Adds whichever audit columns the table lacks.
-    pub async fn ensure_audit_columns(&self, table: &str, have: &SinkTable) -> Result<Vec<String>, CatalogError> {
+    pub async fn ensure_audit_columns(
+        &self,
+        table: &str,
+        have: &SinkTable,
+    ) -> Result<Vec<String>, CatalogError> {
         let wanted = [
             (OP_TYPE, "TINYINT"),
             (IS_DELETED, "BOOLEAN"),
@@ -449,14 +465,22 @@ impl Catalog {
 
     /// `TRUNCATE TABLE`.
     pub async fn truncate(&self, table: &str) -> Result<(), CatalogError> {
-        self.exec(format!("TRUNCATE TABLE {}", self.qualified(table)), "truncating")
-            .await
+        self.exec(
+            format!("TRUNCATE TABLE {}", self.qualified(table)),
+            "truncating",
+        )
+        .await
     }
 
     /// Marks every row not newer than `version` deleted (soft TRUNCATE). Rows with
     /// a newer version were written after the TRUNCATE and stay, so a replay of the
     /// TRUNCATE cannot touch them.
-    pub async fn soft_truncate(&self, table: &str, version: i64, synced_at: &str) -> Result<(), CatalogError> {
+    pub async fn soft_truncate(
+        &self,
+        table: &str,
+        version: i64,
+        synced_at: &str,
+    ) -> Result<(), CatalogError> {
         let sql = format!(
             "UPDATE {} SET {} = TRUE, {} = 2, {} = '{}', {} = {} WHERE {} <= {}",
             self.qualified(table),
@@ -487,7 +511,7 @@ mod tests {
             name: "c".into(),
             type_oid: oid,
             type_modifier: typmod,
-            type_name: None,
+            pg_type: crate::source::values::PgType::Text,
             identity: false,
         }
     }
@@ -495,7 +519,10 @@ mod tests {
     #[test]
     fn type_mapping() {
         assert_eq!(starrocks_type(&col(20, -1)), "BIGINT");
-        assert_eq!(starrocks_type(&col(1700, ((12 << 16) | 2) + 4)), "DECIMAL(12,2)");
+        assert_eq!(
+            starrocks_type(&col(1700, ((12 << 16) | 2) + 4)),
+            "DECIMAL(12,2)"
+        );
         assert_eq!(starrocks_type(&col(1700, ((60 << 16) | 2) + 4)), "STRING");
         assert_eq!(starrocks_type(&col(1700, -1)), "STRING");
         assert_eq!(starrocks_type(&col(1043, 14)), "VARCHAR(40)");

@@ -13,7 +13,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use curl::easy::{Easy, List};
+use std::sync::Arc;
+
+use curl::easy::{Easy2, Handler, List, ReadError, WriteError};
 
 /// Most redirects followed for one request (non-leader FE → leader FE → BE).
 pub const MAX_HOPS: usize = 3;
@@ -83,10 +85,62 @@ impl std::fmt::Debug for HttpSettings {
     }
 }
 
+/// libcurl callbacks: feeds the request body, collects the reply.
+#[derive(Default)]
+struct Exchange {
+    body: Arc<Vec<u8>>,
+    sent: usize,
+    reply: Vec<u8>,
+    location: Option<String>,
+}
+
+/// Replies are small JSON documents; refuse absurd ones.
+const MAX_REPLY: usize = 16 << 20;
+
+impl Handler for Exchange {
+    fn read(&mut self, data: &mut [u8]) -> Result<usize, ReadError> {
+        let rest = self.body.get(self.sent..).unwrap_or_default();
+        let n = data.len().min(rest.len());
+        data[..n].copy_from_slice(&rest[..n]);
+        self.sent += n;
+        Ok(n)
+    }
+
+    fn seek(&mut self, whence: std::io::SeekFrom) -> curl::easy::SeekResult {
+        // libcurl rewinds the body when it must send it again on the same handle.
+        match whence {
+            std::io::SeekFrom::Start(0) => {
+                self.sent = 0;
+                curl::easy::SeekResult::Ok
+            }
+            _ => curl::easy::SeekResult::CantSeek,
+        }
+    }
+
+    fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        if self.reply.len() + data.len() > MAX_REPLY {
+            return Ok(0);
+        }
+        self.reply.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn header(&mut self, data: &[u8]) -> bool {
+        if let Ok(line) = std::str::from_utf8(data) {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("location") {
+                    self.location = Some(v.trim().to_owned());
+                }
+            }
+        }
+        true
+    }
+}
+
 /// A pool of libcurl handles sharing one set of settings.
 pub struct HttpClient {
     settings: HttpSettings,
-    pool: Mutex<Vec<Easy>>,
+    pool: Mutex<Vec<Easy2<Exchange>>>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -97,13 +151,13 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-enum Method<'a> {
-    Put(&'a [u8]),
+enum Method {
+    Put(Arc<Vec<u8>>),
     Post,
     Get,
 }
 
-impl Method<'_> {
+impl Method {
     fn name(&self) -> &'static str {
         match self {
             Method::Put(_) => "PUT",
@@ -113,7 +167,7 @@ impl Method<'_> {
     }
 }
 
-fn transport(method: &'static str, url: &str) -> impl Fn(curl::Error) -> HttpError + '_ {
+fn transport<'a>(method: &'static str, url: &'a str) -> impl Fn(curl::Error) -> HttpError + 'a {
     move |e| HttpError::Transport {
         method,
         url: url.to_owned(),
@@ -131,15 +185,15 @@ impl HttpClient {
         }
     }
 
-    fn take(&self) -> Easy {
+    fn take(&self) -> Easy2<Exchange> {
         self.pool
             .lock()
             .ok()
             .and_then(|mut p| p.pop())
-            .unwrap_or_else(Easy::new)
+            .unwrap_or_else(|| Easy2::new(Exchange::default()))
     }
 
-    fn give(&self, easy: Easy) {
+    fn give(&self, easy: Easy2<Exchange>) {
         if let Ok(mut p) = self.pool.lock() {
             if p.len() < 16 {
                 p.push(easy);
@@ -148,7 +202,12 @@ impl HttpClient {
     }
 
     /// `PUT` with `Expect: 100-continue`, following redirects by hand.
-    pub fn put(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<HttpReply, HttpError> {
+    pub fn put(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Arc<Vec<u8>>,
+    ) -> Result<HttpReply, HttpError> {
         self.request(url, headers, Method::Put(body))
     }
 
@@ -166,7 +225,7 @@ impl HttpClient {
         &self,
         url: &str,
         headers: &[(String, String)],
-        method: Method<'_>,
+        method: Method,
     ) -> Result<HttpReply, HttpError> {
         let mut easy = self.take();
         let mut current = url.to_owned();
@@ -218,19 +277,22 @@ impl HttpClient {
 
     fn once(
         &self,
-        easy: &mut Easy,
+        easy: &mut Easy2<Exchange>,
         url: &str,
         headers: &[(String, String)],
-        method: &Method<'_>,
+        method: &Method,
     ) -> Result<(u32, Vec<u8>, Option<String>), HttpError> {
         let m = method.name();
         let err = transport(m, url);
         easy.reset();
+        *easy.get_mut() = Exchange::default();
         easy.url(url).map_err(&err)?;
         easy.follow_location(false).map_err(&err)?;
-        easy.connect_timeout(self.settings.connect_timeout).map_err(&err)?;
+        easy.connect_timeout(self.settings.connect_timeout)
+            .map_err(&err)?;
         easy.timeout(self.settings.request_timeout).map_err(&err)?;
-        easy.expect_100_timeout(self.settings.expect_timeout).map_err(&err)?;
+        easy.expect_100_timeout(self.settings.expect_timeout)
+            .map_err(&err)?;
         easy.tcp_nodelay(true).map_err(&err)?;
         easy.username(&self.settings.user).map_err(&err)?;
         easy.password(&self.settings.password).map_err(&err)?;
@@ -241,62 +303,26 @@ impl HttpClient {
         for (k, v) in headers {
             list.append(&format!("{k}: {v}")).map_err(&err)?;
         }
-        let body: &[u8] = match method {
+        match method {
             Method::Put(b) => {
                 easy.upload(true).map_err(&err)?;
                 easy.in_filesize(b.len() as u64).map_err(&err)?;
                 list.append("Expect: 100-continue").map_err(&err)?;
-                b
+                easy.get_mut().body = b.clone();
             }
             Method::Post => {
                 easy.post(true).map_err(&err)?;
                 easy.post_field_size(0).map_err(&err)?;
-                &[]
             }
             Method::Get => {
                 easy.get(true).map_err(&err)?;
-                &[]
             }
-        };
-        easy.http_headers(list).map_err(&err)?;
-        let mut out = Vec::new();
-        let mut location = None;
-        let mut sent = 0usize;
-        {
-            let mut t = easy.transfer();
-            if let Method::Put(_) = method {
-                t.read_function(|buf| {
-                    let n = buf.len().min(body.len() - sent);
-                    buf[..n].copy_from_slice(&body[sent..sent + n]);
-                    sent += n;
-                    Ok(n)
-                })
-                .map_err(&err)?;
-            }
-            t.write_function(|data| {
-                // Replies are small JSON documents; refuse absurd ones.
-                if out.len() + data.len() > 16 << 20 {
-                    return Ok(0);
-                }
-                out.extend_from_slice(data);
-                Ok(data.len())
-            })
-            .map_err(&err)?;
-            t.header_function(|h| {
-                if let Ok(line) = std::str::from_utf8(h) {
-                    if let Some((k, v)) = line.split_once(':') {
-                        if k.trim().eq_ignore_ascii_case("location") {
-                            location = Some(v.trim().to_owned());
-                        }
-                    }
-                }
-                true
-            })
-            .map_err(&err)?;
-            t.perform().map_err(&err)?;
         }
+        easy.http_headers(list).map_err(&err)?;
+        easy.perform().map_err(&err)?;
         let status = easy.response_code().map_err(&err)?;
-        Ok((status, out, location))
+        let ex = std::mem::take(easy.get_mut());
+        Ok((status, ex.reply, ex.location))
     }
 }
 
@@ -319,8 +345,11 @@ mod tests {
     #[test]
     fn relative_and_absolute_locations_resolve() {
         assert_eq!(
-            resolve("http://fe:8030/api/db/t/_stream_load", "http://be:8040/api/db/t/_stream_load?x=1")
-                .expect("ok"),
+            resolve(
+                "http://fe:8030/api/db/t/_stream_load",
+                "http://be:8040/api/db/t/_stream_load?x=1"
+            )
+            .expect("ok"),
             "http://be:8040/api/db/t/_stream_load?x=1"
         );
         assert_eq!(

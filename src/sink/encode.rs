@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use crate::pipeline::batch::{ColumnValue, Row, RowOp, RowsSegment};
 use crate::pipeline::schema_cache::TableSchema;
-use crate::source::values::{self, JsonTarget, PgType};
+use crate::source::values::{self, ColumnCodec as ValueCodec, JsonTarget};
 
 /// Audit column: operation (0 insert, 1 update, 2 delete).
 pub const OP_TYPE: &str = "dbmazz_op_type";
@@ -44,7 +44,7 @@ struct ColumnCodec {
     json_key: Vec<u8>,
     /// Backquoted name for the `columns` header.
     header: String,
-    ty: PgType,
+    value: Arc<ValueCodec>,
     target: JsonTarget,
 }
 
@@ -103,11 +103,15 @@ impl TableCodec {
             .map(|c| ColumnCodec {
                 json_key: json_key(&c.name),
                 header: backquote(&c.name),
-                ty: PgType::resolve(c.type_oid, c.type_modifier, c.type_name.as_deref()),
+                value: Arc::new(ValueCodec::new(
+                    schema.spec.qualified(),
+                    c.name.clone(),
+                    c.pg_type.clone(),
+                )),
                 target: if is_json(&c.name) {
                     JsonTarget::Json
                 } else {
-                    JsonTarget::Text
+                    JsonTarget::Native
                 },
             })
             .collect();
@@ -169,7 +173,7 @@ pub fn encode_segment(
     seg: &RowsSegment,
     mode: DeleteMode,
     audit: &AuditValues,
-) -> Result<Vec<EncodedLoad>, EncodeError> {
+) -> Result<Vec<EncodedLoad>, Box<EncodeError>> {
     let schema = &*codec.schema;
     let mut groups: Vec<(Shape, Vec<usize>)> = Vec::new();
     let mut by_shape: FxHashMap<Shape, usize> = FxHashMap::default();
@@ -187,7 +191,10 @@ pub fn encode_segment(
     let mut loads = Vec::with_capacity(groups.len());
     for (shape, rows) in groups {
         let present: Vec<usize> = (0..ncols).filter(|&i| has(&shape, i)).collect();
-        let mut columns: Vec<String> = present.iter().map(|&i| codec.cols[i].header.clone()).collect();
+        let mut columns: Vec<String> = present
+            .iter()
+            .map(|&i| codec.cols[i].header.clone())
+            .collect();
         columns.extend(AUDIT_COLUMNS.iter().map(|c| backquote(c)));
         if mode == DeleteMode::Hard {
             columns.push("`__op`".into());
@@ -218,7 +225,7 @@ fn encode_row(
     mode: DeleteMode,
     audit: &AuditValues,
     out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+) -> Result<(), Box<EncodeError>> {
     let schema = &*codec.schema;
     out.push(b'{');
     for &i in present {
@@ -226,26 +233,26 @@ fn encode_row(
         out.extend_from_slice(&c.json_key);
         match row.value(schema, i) {
             ColumnValue::Null | ColumnValue::Absent => out.extend_from_slice(b"null"),
-            ColumnValue::Text(t) => {
-                values::encode_json(&c.ty, t, c.target, out).map_err(|e| EncodeError {
+            ColumnValue::Text(t) => c.value.encode(t, c.target, out).map_err(|e| {
+                Box::new(EncodeError {
                     table: schema.spec.qualified(),
                     column: schema.columns[i].name.clone(),
-                    pg_type: c.ty.to_string(),
+                    pg_type: c.value.ty().name(),
                     key: key_text(schema, row),
-                    reason: e.to_string(),
+                    reason: e.reason,
                     prefix: t.chars().take(16).collect(),
-                })?
-            }
+                })
+            })?,
             ColumnValue::Binary(_) => {
-                return Err(EncodeError {
+                return Err(Box::new(EncodeError {
                     table: schema.spec.qualified(),
                     column: schema.columns[i].name.clone(),
-                    pg_type: c.ty.to_string(),
+                    pg_type: c.value.ty().name(),
                     key: key_text(schema, row),
                     reason: "binary column values are not supported (dbmazz requests text output)"
                         .into(),
                     prefix: String::new(),
-                })
+                }))
             }
         }
         out.push(b',');
@@ -335,7 +342,10 @@ mod tests {
             format_utc_micros(1_700_000_000_123_456),
             "2023-11-14 22:13:20.123456"
         );
-        assert_eq!(format_utc_micros(951_782_400_000_000), "2000-02-29 00:00:00.000000");
+        assert_eq!(
+            format_utc_micros(951_782_400_000_000),
+            "2000-02-29 00:00:00.000000"
+        );
         assert_eq!(format_utc_micros(-1), "1969-12-31 23:59:59.999999");
     }
 

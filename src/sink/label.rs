@@ -111,7 +111,11 @@ mod tests {
     #[test]
     fn labels_only_use_safe_characters() {
         let l = make(&parts("job/ä \"x\"", "Tab.le"));
-        assert!(l.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'), "{l}");
+        assert!(
+            l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+            "{l}"
+        );
     }
 
     #[test]

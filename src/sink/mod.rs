@@ -54,9 +54,15 @@ impl SinkError {
 pub trait Sink: Send + Sync {
     /// Applies every table of `batch`; returns only when all of it is durable.
     /// Replays of a batch (same rows, same LSNs) must be harmless.
-    fn push_batch(&self, batch: Arc<Batch>) -> impl Future<Output = Result<SinkAck, SinkError>> + Send;
+    fn push_batch(
+        &self,
+        batch: Arc<Batch>,
+    ) -> impl Future<Output = Result<SinkAck, SinkError>> + Send;
 
     /// Makes the sink table ready for rows of `schema` (e.g. adds new columns);
     /// called before the first row of a new schema is loaded.
-    fn apply_schema(&self, schema: &Arc<TableSchema>) -> impl Future<Output = Result<(), SinkError>> + Send;
+    fn apply_schema(
+        &self,
+        schema: &Arc<TableSchema>,
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

@@ -85,7 +85,10 @@ fn text(obj: &Value, name: &str) -> Option<String> {
 
 fn number(obj: &Value, name: &str) -> u64 {
     field(obj, name)
-        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
         .unwrap_or(0)
 }
 
@@ -106,8 +109,8 @@ pub fn parse(body: &[u8]) -> Result<LoadReply, ReplyError> {
         excerpt: excerpt(body),
     })?;
     // The FE shape has lower-case keys and `msg`; the BE shape has `Message`.
-    let from_frontend = field(&v, "Label").is_none()
-        && (field(&v, "msg").is_some() || field(&v, "code").is_some());
+    let from_frontend =
+        field(&v, "Label").is_none() && (field(&v, "msg").is_some() || field(&v, "code").is_some());
     let status = match status_text.as_str() {
         "Success" | "OK" => LoadStatus::Success,
         "Publish Timeout" | "PUBLISH_TIMEOUT" => LoadStatus::PublishTimeout,
@@ -311,7 +314,9 @@ mod tests {
             FailureKind::Config
         );
         assert_eq!(
-            classify_failure("current running txns on db 10 is 1000, larger than limit 1000, too many"),
+            classify_failure(
+                "current running txns on db 10 is 1000, larger than limit 1000, too many"
+            ),
             FailureKind::Transient
         );
         assert_eq!(classify_failure("something odd"), FailureKind::Unknown);

@@ -29,7 +29,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::{starrocks_type, Catalog, CatalogError, CatalogSettings, SinkTable};
 use super::curl_loader::{HttpClient, HttpError, HttpSettings};
-use super::encode::{encode_segment, format_utc_micros, AuditValues, DeleteMode, EncodedLoad, TableCodec, CDC_VERSION};
+use super::encode::{
+    encode_segment, format_utc_micros, AuditValues, DeleteMode, EncodedLoad, TableCodec,
+    CDC_VERSION,
+};
 use super::label::{self, LabelParts};
 use super::response::{self, classify_failure, FailureKind, LoadStatus};
 use super::{Sink, SinkAck, SinkError};
@@ -124,7 +127,10 @@ impl StarRocksSink {
         if let Ok(mut t) = self.tables.lock() {
             t.insert(
                 name.to_owned(),
-                Arc::new(tokio::sync::Mutex::new(TableState { sink: table, codec: None })),
+                Arc::new(tokio::sync::Mutex::new(TableState {
+                    sink: table,
+                    codec: None,
+                })),
             );
         }
     }
@@ -134,7 +140,9 @@ impl StarRocksSink {
             .lock()
             .ok()
             .and_then(|t| t.get(name).cloned())
-            .ok_or_else(|| SinkError::Definite(format!("sink table '{name}' was not prepared by setup")))
+            .ok_or_else(|| {
+                SinkError::Definite(format!("sink table '{name}' was not prepared by setup"))
+            })
     }
 
     fn catalog_error(e: CatalogError) -> SinkError {
@@ -146,7 +154,11 @@ impl StarRocksSink {
     }
 
     /// Adds missing columns for `schema` and returns its codec.
-    async fn codec(&self, st: &mut TableState, schema: &Arc<TableSchema>) -> Result<Arc<TableCodec>, SinkError> {
+    async fn codec(
+        &self,
+        st: &mut TableState,
+        schema: &Arc<TableSchema>,
+    ) -> Result<Arc<TableCodec>, SinkError> {
         if let Some(c) = &st.codec {
             if Arc::ptr_eq(c.schema(), schema) {
                 return Ok(c.clone());
@@ -179,7 +191,12 @@ impl StarRocksSink {
         Ok(codec)
     }
 
-    async fn load_table(&self, batch: Arc<Batch>, ti: usize, audit: AuditValues) -> Result<SinkAck, SinkError> {
+    async fn load_table(
+        &self,
+        batch: Arc<Batch>,
+        ti: usize,
+        audit: AuditValues,
+    ) -> Result<SinkAck, SinkError> {
         let tb = &batch.tables[ti];
         let st_arc = self.table_state(&tb.sink_table)?;
         let mut st = st_arc.lock().await;
@@ -251,13 +268,21 @@ impl StarRocksSink {
         Ok(ack)
     }
 
+    fn fe_url(&self, segments: &[&str]) -> String {
+        let mut u = match url::Url::parse(&self.settings.fe_url) {
+            Ok(u) => u,
+            // The configuration validated SINK_URL; keep a readable fallback anyway.
+            Err(_) => return format!("{}/{}", self.settings.fe_url, segments.join("/")),
+        };
+        if let Ok(mut p) = u.path_segments_mut() {
+            p.pop_if_empty();
+            p.extend(segments);
+        }
+        u.to_string()
+    }
+
     fn load_url(&self, table: &str) -> String {
-        format!(
-            "{}/api/{}/{}/_stream_load",
-            self.settings.fe_url.trim_end_matches('/'),
-            url_segment(&self.settings.database),
-            url_segment(table)
-        )
+        self.fe_url(&["api", &self.settings.database, table, "_stream_load"])
     }
 
     /// Runs one load until it is durable; returns the number of retries.
@@ -271,7 +296,10 @@ impl StarRocksSink {
             ("columns".to_owned(), load.columns.clone()),
             ("max_filter_ratio".to_owned(), "0".to_owned()),
             ("merge_condition".to_owned(), CDC_VERSION.to_owned()),
-            ("timeout".to_owned(), self.settings.load_timeout.as_secs().max(1).to_string()),
+            (
+                "timeout".to_owned(),
+                self.settings.load_timeout.as_secs().max(1).to_string(),
+            ),
         ];
         if load.partial {
             headers.push(("partial_update".to_owned(), "true".to_owned()));
@@ -286,10 +314,15 @@ impl StarRocksSink {
                 return Err(SinkError::Cancelled);
             }
             attempt += 1;
-            match self.attempt(&url, &headers, &body, label, &mut unknown).await {
+            match self
+                .attempt(&url, &headers, &body, label, &mut unknown)
+                .await
+            {
                 Attempt::Done => {
                     self.state.loads_ok.fetch_add(1, Ordering::Relaxed);
-                    self.state.rows_loaded.fetch_add(load.rows as u64, Ordering::Relaxed);
+                    self.state
+                        .rows_loaded
+                        .fetch_add(load.rows as u64, Ordering::Relaxed);
                     return Ok(retries);
                 }
                 Attempt::Definite(msg) => {
@@ -304,7 +337,8 @@ impl StarRocksSink {
                     self.state.loads_retried.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(attempt);
                     tracing::warn!(table, label, attempt, wait_ms = wait.as_millis() as u64, error = %msg, "Stream Load will be retried with the same label");
-                    self.state.record_error(format!("Stream Load into {table} retrying: {msg}"));
+                    self.state
+                        .record_error(format!("Stream Load into {table} retrying: {msg}"));
                     tokio::select! {
                         _ = self.cancel.cancelled() => return Err(SinkError::Cancelled),
                         _ = tokio::time::sleep(wait) => {}
@@ -334,7 +368,7 @@ impl StarRocksSink {
         unknown: &mut u32,
     ) -> Attempt {
         let (u, h, b) = (url.to_owned(), headers.to_vec(), body.clone());
-        let reply = match self.blocking(move |http| http.put(&u, &h, &b)).await {
+        let reply = match self.blocking(move |http| http.put(&u, &h, b)).await {
             Ok(r) => r,
             Err(e) => return Attempt::Retry(format!("{e} (outcome unknown)")),
         };
@@ -376,7 +410,8 @@ impl StarRocksSink {
                     tracing::info!(label, "label already loaded: batch was applied before");
                     Attempt::Done
                 } else {
-                    self.confirm_label(label, &format!("label exists ({existing})")).await
+                    self.confirm_label(label, &format!("label exists ({existing})"))
+                        .await
                 }
             }
             LoadStatus::Fail => {
@@ -416,10 +451,9 @@ impl StarRocksSink {
     /// unknown → re-send with the same label.
     async fn confirm_label(&self, label: &str, why: &str) -> Attempt {
         let url = format!(
-            "{}/api/{}/get_load_state?label={}",
-            self.settings.fe_url.trim_end_matches('/'),
-            url_segment(&self.settings.database),
-            url_segment(label)
+            "{}?label={}",
+            self.fe_url(&["api", &self.settings.database, "get_load_state"]),
+            url_query(label)
         );
         for i in 0..60u32 {
             if self.cancel.is_cancelled() {
@@ -431,7 +465,9 @@ impl StarRocksSink {
                     Ok(state) => match state.as_str() {
                         "VISIBLE" | "COMMITTED" | "FINISHED" => return Attempt::Done,
                         "ABORTED" | "UNKNOWN" | "CANCELLED" => {
-                            return Attempt::Retry(format!("{why}; label state {state}: re-sending"))
+                            return Attempt::Retry(format!(
+                                "{why}; label state {state}: re-sending"
+                            ))
                         }
                         _ => {}
                     },
@@ -458,14 +494,16 @@ impl StarRocksSink {
     }
 }
 
-/// Percent-encodes one path/query segment.
-fn url_segment(s: &str) -> String {
+/// Form-encodes a query value.
+fn url_query(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// Exponential back-off with jitter: 200 ms doubling to 30 s, each wait 50–100 %.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 200u64.saturating_mul(1u64 << attempt.saturating_sub(1).min(8)).min(30_000);
+    let base = 200u64
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(8))
+        .min(30_000);
     let jitter = rand::random_range(0.5..=1.0);
     Duration::from_millis((base as f64 * jitter) as u64)
 }
@@ -475,7 +513,8 @@ impl Sink for StarRocksSink {
         let audit = AuditValues {
             synced_at: format_utc_micros(unix_micros()),
         };
-        let futs = (0..batch.tables.len()).map(|ti| self.load_table(batch.clone(), ti, audit.clone()));
+        let futs =
+            (0..batch.tables.len()).map(|ti| self.load_table(batch.clone(), ti, audit.clone()));
         let results = futures_util::future::join_all(futs).await;
         let mut ack = SinkAck::default();
         let mut transient = None;
@@ -516,8 +555,7 @@ mod tests {
     }
 
     #[test]
-    fn url_segments_are_encoded() {
-        assert_eq!(url_segment("my db"), "my+db");
-        assert_eq!(url_segment("a/b"), "a%2Fb");
+    fn query_values_are_encoded() {
+        assert_eq!(url_query("a b&c"), "a+b%26c");
     }
 }

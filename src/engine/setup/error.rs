@@ -159,14 +159,14 @@ pub enum SetupError {
         database: String,
     },
     /// A sink table does not exist.
-    #[error("Table '{database}.{table}' not found in StarRocks (target of PostgreSQL table '{source}'). Create it as a Primary Key table, e.g.: {ddl}")]
+    #[error("Table '{database}.{table}' not found in StarRocks (target of PostgreSQL table '{pg_table}'). Create it as a Primary Key table, e.g.: {ddl}")]
     SrTableNotFound {
         /// Database.
         database: String,
         /// Table.
         table: String,
         /// PostgreSQL table.
-        source: String,
+        pg_table: String,
         /// Suggested DDL.
         ddl: String,
     },
@@ -181,14 +181,14 @@ pub enum SetupError {
         key: String,
     },
     /// The sink key differs from the source key.
-    #[error("StarRocks table '{database}.{table}' has PRIMARY KEY ({sink_key}) but PostgreSQL table '{source}' has ({source_key}). They must be the same columns, or updates and deletes land on the wrong rows.")]
+    #[error("StarRocks table '{database}.{table}' has PRIMARY KEY ({sink_key}) but PostgreSQL table '{pg_table}' has ({source_key}). They must be the same columns, or updates and deletes land on the wrong rows.")]
     SrKeyMismatch {
         /// Database.
         database: String,
         /// Table.
         table: String,
         /// PostgreSQL table.
-        source: String,
+        pg_table: String,
         /// Sink key.
         sink_key: String,
         /// Source key.
@@ -211,7 +211,9 @@ impl SetupError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            SetupError::PgConnect { .. } | SetupError::SrConnect { .. } | SetupError::PgSlotInUse { .. }
+            SetupError::PgConnect { .. }
+                | SetupError::SrConnect { .. }
+                | SetupError::PgSlotInUse { .. }
         )
     }
 }

@@ -42,16 +42,23 @@ fn endpoint_of(url: &str) -> String {
 }
 
 /// Runs setup against PostgreSQL, the checkpoint store and the sink.
-pub async fn run(settings: &EngineSettings, store: &StateStore, sink: &StarRocksSink) -> Result<Prepared, SetupError> {
-    let client = crate::source::postgres::connect_sql(&settings.source_url)
+pub async fn run(
+    settings: &EngineSettings,
+    store: &StateStore,
+    sink: &StarRocksSink,
+) -> Result<Prepared, SetupError> {
+    let client = crate::source::sql::connect_sql(&settings.source_url)
         .await
         .map_err(|e| SetupError::PgConnect {
             endpoint: endpoint_of(&settings.source_url),
             detail: e.to_string(),
         })?;
-    let checkpoint = store.load(&settings.job_id).await.map_err(|e| SetupError::Checkpoint {
-        detail: e.to_string(),
-    })?;
+    let checkpoint = store
+        .load(&settings.job_id)
+        .await
+        .map_err(|e| SetupError::Checkpoint {
+            detail: e.to_string(),
+        })?;
     if let Some(cp) = &checkpoint {
         if cp.slot_name != settings.slot {
             return Err(SetupError::Checkpoint {
@@ -82,7 +89,12 @@ pub async fn run(settings: &EngineSettings, store: &StateStore, sink: &StarRocks
             // First start: record where the slot begins so that a slot that later
             // disappears is noticed (rule 2) instead of silently recreated.
             let written = store
-                .commit(&settings.job_id, &settings.slot, pg.slot_confirmed, settings.epoch)
+                .commit(
+                    &settings.job_id,
+                    &settings.slot,
+                    pg.slot_confirmed,
+                    settings.epoch,
+                )
                 .await
                 .map_err(|e| SetupError::Checkpoint {
                     detail: e.to_string(),

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use super::error::SetupError;
 use crate::pipeline::schema_cache::{ColumnSchema, TableSpec};
+use crate::source::values::{PgType, TypeRegistry};
 use crate::source::Lsn;
 use crate::state_store::{quote_ident, Checkpoint};
 
@@ -111,7 +112,7 @@ async fn table(
     sink_table: &str,
     set_full: bool,
 ) -> Result<PgTable, SetupError> {
-    let display = format!("{schema}.{name}");
+    let shown = format!("{schema}.{name}");
     let row = client
         .query_opt(
             "SELECT c.oid, c.relreplident::text FROM pg_class c \
@@ -122,7 +123,7 @@ async fn table(
         .await
         .map_err(q("looking up tables"))?;
     let Some(row) = row else {
-        return Err(SetupError::PgTableNotFound { table: display });
+        return Err(SetupError::PgTableNotFound { table: shown });
     };
     let oid: u32 = row.get(0);
     let identity: String = row.get(1);
@@ -140,12 +141,11 @@ async fn table(
         .map(|r| r.get(0))
         .collect();
     if key.is_empty() {
-        return Err(SetupError::PgNoPrimaryKey { table: display });
+        return Err(SetupError::PgNoPrimaryKey { table: shown });
     }
     let columns: Vec<ColumnSchema> = client
         .query(
-            "SELECT a.attname::text, a.atttypid, a.atttypmod, \
-                    CASE WHEN a.atttypid >= 10000 THEN format_type(a.atttypid, NULL) END \
+            "SELECT a.attname::text, a.atttypid, a.atttypmod \
              FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 \
                AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
             &[&oid],
@@ -160,22 +160,25 @@ async fn table(
                 name,
                 type_oid: r.get(1),
                 type_modifier: r.get(2),
-                type_name: r.get(3),
+                pg_type: PgType::resolve(r.get(1), r.get(2), &TypeRegistry::new()),
             }
         })
         .collect();
     match identity.as_str() {
         "f" => {}
         _ if set_full => {
-            let sql = format!("ALTER TABLE {} REPLICA IDENTITY FULL", qualified(schema, name));
+            let sql = format!(
+                "ALTER TABLE {} REPLICA IDENTITY FULL",
+                qualified(schema, name)
+            );
             client
                 .batch_execute(&sql)
                 .await
                 .map_err(|e| SetupError::PgAlterReplicaIdentity {
-                    table: display.clone(),
+                    table: shown.clone(),
                     detail: db_message(&e),
                 })?;
-            tracing::info!(table = %display, "REPLICA IDENTITY set to FULL");
+            tracing::info!(table = %shown, "REPLICA IDENTITY set to FULL");
         }
         "d" => {}
         "i" => {
@@ -193,7 +196,7 @@ async fn table(
                 .collect();
             if !key.iter().all(|k| idx.contains(k)) {
                 return Err(SetupError::PgReplicaIdentity {
-                    table: display,
+                    table: shown,
                     identity: format!("USING INDEX ({})", idx.join(", ")),
                     key: key.join(", "),
                 });
@@ -201,8 +204,12 @@ async fn table(
         }
         other => {
             return Err(SetupError::PgReplicaIdentity {
-                table: display,
-                identity: if other == "n" { "NOTHING".into() } else { other.to_owned() },
+                table: shown,
+                identity: if other == "n" {
+                    "NOTHING".into()
+                } else {
+                    other.to_owned()
+                },
                 key: key.join(", "),
             })
         }
@@ -218,7 +225,11 @@ async fn table(
     })
 }
 
-async fn publication(client: &Client, publication: &str, tables: &[PgTable]) -> Result<(), SetupError> {
+async fn publication(
+    client: &Client,
+    publication: &str,
+    tables: &[PgTable],
+) -> Result<(), SetupError> {
     let all: Vec<String> = tables
         .iter()
         .map(|t| qualified(&t.spec.schema, &t.spec.name))
@@ -237,7 +248,11 @@ async fn publication(client: &Client, publication: &str, tables: &[PgTable]) -> 
         .await
         .map_err(q("looking up the publication"))?;
     let Some(row) = row else {
-        let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), all.join(", "));
+        let sql = format!(
+            "CREATE PUBLICATION {} FOR TABLE {}",
+            quote_ident(publication),
+            all.join(", ")
+        );
         client.batch_execute(&sql).await.map_err(err)?;
         tracing::info!(publication, "publication created");
         return Ok(());
@@ -268,18 +283,30 @@ async fn publication(client: &Client, publication: &str, tables: &[PgTable]) -> 
         .collect();
     let absent: Vec<String> = tables
         .iter()
-        .filter(|t| !members.iter().any(|(s, n)| *s == t.spec.schema && *n == t.spec.name))
+        .filter(|t| {
+            !members
+                .iter()
+                .any(|(s, n)| *s == t.spec.schema && *n == t.spec.name)
+        })
         .map(|t| qualified(&t.spec.schema, &t.spec.name))
         .collect();
     if !absent.is_empty() {
-        let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), absent.join(", "));
+        let sql = format!(
+            "ALTER PUBLICATION {} ADD TABLE {}",
+            quote_ident(publication),
+            absent.join(", ")
+        );
         client.batch_execute(&sql).await.map_err(err)?;
         tracing::info!(publication, tables = %absent.join(", "), "tables added to the publication");
     }
     Ok(())
 }
 
-async fn slot(client: &Client, req: &PgSetupRequest<'_>, database: &str) -> Result<(Lsn, bool), SetupError> {
+async fn slot(
+    client: &Client,
+    req: &PgSetupRequest<'_>,
+    database: &str,
+) -> Result<(Lsn, bool), SetupError> {
     let row = client
         .query_opt(
             "SELECT plugin::text, database::text, wal_status, active_pid, confirmed_flush_lsn::text \

@@ -31,10 +31,22 @@ pub fn suggested_ddl(database: &str, t: &PgTable) -> String {
         .key_columns
         .iter()
         .filter_map(|k| t.columns.iter().find(|c| &c.name == k))
-        .chain(t.columns.iter().filter(|c| !t.spec.key_columns.contains(&c.name)));
+        .chain(
+            t.columns
+                .iter()
+                .filter(|c| !t.spec.key_columns.contains(&c.name)),
+        );
     for c in ordered {
-        let null = if t.spec.key_columns.contains(&c.name) { " NOT NULL" } else { "" };
-        cols.push(format!("{} {}{null}", backquote(&c.name), starrocks_type(c)));
+        let null = if t.spec.key_columns.contains(&c.name) {
+            " NOT NULL"
+        } else {
+            ""
+        };
+        cols.push(format!(
+            "{} {}{null}",
+            backquote(&c.name),
+            starrocks_type(c)
+        ));
     }
     cols.push("`dbmazz_op_type` TINYINT".into());
     cols.push("`dbmazz_is_deleted` BOOLEAN".into());
@@ -52,19 +64,31 @@ pub fn suggested_ddl(database: &str, t: &PgTable) -> String {
 }
 
 /// Verifies and prepares every sink table; returns them as they are afterwards.
-pub async fn setup(catalog: &Catalog, endpoint: &str, tables: &[PgTable]) -> Result<Vec<(String, SinkTable)>, SetupError> {
+pub async fn setup(
+    catalog: &Catalog,
+    endpoint: &str,
+    tables: &[PgTable],
+) -> Result<Vec<(String, SinkTable)>, SetupError> {
     let database = catalog.database().to_owned();
-    if !catalog.database_exists().await.map_err(|e| connect_err(endpoint, e))? {
+    if !catalog
+        .database_exists()
+        .await
+        .map_err(|e| connect_err(endpoint, e))?
+    {
         return Err(SetupError::SrDatabaseNotFound { database });
     }
     let mut out = Vec::with_capacity(tables.len());
     for t in tables {
         let name = &t.spec.sink_table;
-        let Some(sink) = catalog.table(name).await.map_err(|e| connect_err(endpoint, e))? else {
+        let Some(sink) = catalog
+            .table(name)
+            .await
+            .map_err(|e| connect_err(endpoint, e))?
+        else {
             return Err(SetupError::SrTableNotFound {
                 database: database.clone(),
                 table: name.clone(),
-                source: t.spec.qualified(),
+                pg_table: t.spec.qualified(),
                 ddl: suggested_ddl(&database, t),
             });
         };
@@ -85,7 +109,7 @@ pub async fn setup(catalog: &Catalog, endpoint: &str, tables: &[PgTable]) -> Res
             return Err(SetupError::SrKeyMismatch {
                 database: database.clone(),
                 table: name.clone(),
-                source: t.spec.qualified(),
+                pg_table: t.spec.qualified(),
                 sink_key: sink_key.join(", "),
                 source_key: t.spec.key_columns.join(", "),
             });
