@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{setup, EngineSettings, Outcome};
+use super::{setup, EngineSettings, Outcome, PipelineHandle};
 use crate::grpc::state::{SharedState, Stage};
 use crate::pipeline::batch::Batch;
 use crate::pipeline::schema_cache::SchemaCache;
@@ -153,12 +153,10 @@ fn source_outcome(e: crate::source::SourceError) -> Outcome {
 }
 
 /// Runs setup and streaming once.
-pub async fn run_once(
-    settings: &EngineSettings,
-    state: &Arc<SharedState>,
-    drain: &CancellationToken,
-    abort: &CancellationToken,
-) -> Outcome {
+pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Outcome {
+    let state = &handle.state;
+    let (drain, abort) = (&handle.drain, &handle.abort);
+    let mut paused = handle.pause_watch();
     let store =
         match StateStore::connect(&settings.checkpoint_url, &settings.checkpoint_schema).await {
             Ok(s) => s,
@@ -243,6 +241,25 @@ pub async fn run_once(
     // a finished loader (error) over reading more, timers before the next chunk so a
     // busy stream cannot starve time-based flushes.
     let outcome = loop {
+        if *paused.borrow_and_update() {
+            // Paused: no reading, no new loads; the batch in flight finishes, the open
+            // one waits. The replication connection keeps sending status updates.
+            state.set_stage(Stage::Paused);
+            tokio::select! {
+                biased;
+                _ = abort.cancelled() => break Outcome::Stopped,
+                _ = drain.cancelled() => {}
+                r = paused.changed() => {
+                    if r.is_err() {
+                        break Outcome::Stopped;
+                    }
+                    if !*paused.borrow() {
+                        state.set_stage(Stage::Cdc);
+                    }
+                    continue;
+                }
+            }
+        }
         tokio::select! {
             biased;
             _ = abort.cancelled() => break Outcome::Stopped,

@@ -16,14 +16,14 @@
 //! the control plane) up, re-checking periodically, so fixing the cause is enough.
 
 pub mod cdc;
+pub mod handle;
 pub mod setup;
 
-use std::sync::Arc;
+pub use handle::{PipelineHandle, Pipelines};
+
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::grpc::state::{SharedState, Stage};
+use crate::grpc::state::Stage;
 use crate::pipeline::{BatchLimits, TruncatePolicy};
 use crate::sink::encode::DeleteMode;
 use crate::sink::starrocks::StarRocksSettings;
@@ -97,12 +97,9 @@ fn restart_backoff(attempt: u32) -> Duration {
 }
 
 /// Runs the pipeline until drained/aborted (`Ok`) or failed (`Err`).
-pub async fn run(
-    settings: EngineSettings,
-    state: Arc<SharedState>,
-    drain: CancellationToken,
-    abort: CancellationToken,
-) -> Result<(), EngineError> {
+pub async fn run(settings: EngineSettings, handle: PipelineHandle) -> Result<(), EngineError> {
+    let state = handle.state.clone();
+    let (drain, abort) = (handle.drain.clone(), handle.abort.clone());
     let mut attempt = 0u32;
     loop {
         if drain.is_cancelled() || abort.is_cancelled() {
@@ -110,7 +107,7 @@ pub async fn run(
             return Ok(());
         }
         state.set_stage(Stage::Setup);
-        let outcome = cdc::run_once(&settings, &state, &drain, &abort).await;
+        let outcome = cdc::run_once(&settings, &handle).await;
         let wait = match outcome {
             Outcome::Stopped => {
                 state.set_stage(Stage::Stopped);
