@@ -172,6 +172,7 @@ pub struct GrpcServer {
     settings: GrpcSettings,
     grpc: TcpListener,
     metrics: Option<TcpListener>,
+    tls: Option<ServerTlsConfig>,
     ctx: Arc<Context>,
 }
 
@@ -208,6 +209,17 @@ impl GrpcServer {
                 auth::TOKEN_VARIABLE
             )));
         }
+        // Read and check the certificate now: a bad file is a start-up error.
+        let tls = match &settings.tls {
+            Some(files) => {
+                let cfg = Self::tls_config(files)?;
+                Server::builder()
+                    .tls_config(cfg.clone())
+                    .map_err(|e| GrpcError::Tls(format!("unusable certificate or key: {e}")))?;
+                Some(cfg)
+            }
+            None => None,
+        };
         let grpc = TcpListener::bind(settings.addr)
             .await
             .map_err(|source| GrpcError::Bind {
@@ -242,6 +254,7 @@ impl GrpcServer {
             settings,
             grpc,
             metrics,
+            tls,
             ctx,
         })
     }
@@ -276,6 +289,7 @@ impl GrpcServer {
             settings,
             grpc,
             metrics,
+            tls,
             ctx,
         } = self;
         let token = settings.control_token.as_deref();
@@ -288,14 +302,20 @@ impl GrpcServer {
             );
         }
 
+        // Each reflection version adds its own descriptor; register the other one so
+        // both list every service this server offers.
         let reflection = |b: tonic_reflection::server::Builder<'static>| {
             b.register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
         let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
             .build_v1()
             .map_err(|e| GrpcError::Reflection(e.to_string()))?;
         let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| GrpcError::Reflection(e.to_string()))?;
 
@@ -304,9 +324,9 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .concurrency_limit_per_connection(64);
-        if let Some(tls) = &settings.tls {
+        if let Some(tls) = tls {
             builder = builder
-                .tls_config(Self::tls_config(tls)?)
+                .tls_config(tls)
                 .map_err(|e| GrpcError::Tls(format!("unusable certificate or key: {e}")))?;
         }
         use pb::control_service_server::ControlServiceServer;
