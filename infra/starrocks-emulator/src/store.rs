@@ -294,8 +294,8 @@ impl Store {
         )
         .await?;
         c.query_drop(format!(
-            "DELETE s FROM {m}.staged_rows s JOIN {m}.txns t ON t.txn_id = s.txn_id \
-             WHERE t.state IN ('ABORTED', 'VISIBLE', 'COMMITTED')"
+            "DELETE FROM {m}.staged_rows WHERE txn_id IN \
+             (SELECT txn_id FROM {m}.txns WHERE state IN ('ABORTED', 'VISIBLE', 'COMMITTED'))"
         ))
         .await?;
         let horizon = now - self.label_keep_ms;
