@@ -372,6 +372,20 @@ async fn insert_rows(
     } else {
         String::new()
     };
+    // A partial update on a table with NOT NULL columns that have no default: MariaDB
+    // (strict) rejects `INSERT (listed) ... ON DUPLICATE KEY UPDATE` before it finds the
+    // duplicate. Every row reaching this point updates an existing key (new keys
+    // without those columns were filtered while folding) and every value was already
+    // validated, so relaxing the mode for these statements changes nothing stored.
+    let relax = plan.partial
+        && plan
+            .unlisted
+            .iter()
+            .filter_map(|&c| schema.columns.get(c))
+            .any(|c| !c.has_default);
+    if relax {
+        tx.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'").await?;
+    }
     let width = cols.len().max(1);
     let per_stmt = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STMT);
     let tuple = format!("({})", vec!["?"; cols.len()].join(","));
@@ -388,6 +402,10 @@ async fn insert_rows(
             vec![tuple.as_str(); chunk.len()].join(",")
         );
         tx.exec_drop(sql, params).await?;
+    }
+    if relax {
+        tx.query_drop("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'")
+            .await?;
     }
     Ok(())
 }
