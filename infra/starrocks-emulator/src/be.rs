@@ -269,11 +269,6 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
                 .to_json(),
             ));
         }
-        Some(FaultKind::Delay {
-            ms,
-            phase: DelayPhase::BeforeContinue,
-            ..
-        }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         _ => {}
     }
     // 2. Header checks.
@@ -310,6 +305,7 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
         ));
     }
     let begin_at = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
     let txn = if shared.cfg.discard {
         None
     } else {
@@ -377,9 +373,16 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
         }
     };
     res.plan_ms = ms(plan_at.elapsed());
-    // 5. Body.
+    // 5. Body (a slow `100 Continue` is injected here, after the transaction began).
+    if let Some(FaultKind::Delay {
+        ms,
+        phase: DelayPhase::BeforeContinue,
+        ..
+    }) = &fault
+    {
+        tokio::time::sleep(Duration::from_millis(*ms)).await;
+    }
     let read_at = Instant::now();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
     let limit = if early.format == params::Format::Json
         && !h.get("ignore_json_size").is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {

@@ -299,15 +299,30 @@ impl Faults {
             .collect()
     }
 
-    /// Takes one application of the first matching fault.
+    /// Takes one application of the fault that applies to this request.
+    ///
+    /// Order is global: a request that passes through the FE and then the BE meets
+    /// the queue's first fault matching its operation and scope, at that fault's site.
+    /// So the FE takes the first matching fault only if it is an FE fault (an earlier
+    /// BE fault is left for the BE), and the BE takes the first matching BE fault
+    /// (skipping FE faults, which a client talking to the BE directly never meets).
     pub fn take(&mut self, t: Target<'_>) -> Option<FaultKind> {
-        let pos = self.queue.iter().position(|(_, f)| {
-            f.site() == t.site
-                && f.ops().contains(&t.op)
-                && glob(&f.db, t.db)
-                && glob(&f.table, t.table)
-                && glob(&f.label, t.label)
-        })?;
+        let matches = |f: &FaultSpec| {
+            f.ops().contains(&t.op) && glob(&f.db, t.db) && glob(&f.table, t.table) && glob(&f.label, t.label)
+        };
+        let pos = match t.site {
+            Site::Fe => {
+                let p = self.queue.iter().position(|(_, f)| matches(f))?;
+                if self.queue.get(p)?.1.site() != Site::Fe {
+                    return None;
+                }
+                p
+            }
+            Site::Be => self
+                .queue
+                .iter()
+                .position(|(_, f)| f.site() == Site::Be && matches(f))?,
+        };
         let (_, f) = self.queue.get_mut(pos)?;
         let kind = f.kind.clone();
         f.count -= 1;
@@ -349,6 +364,15 @@ mod tests {
         assert!(matches!(q.take(t("orders")), Some(FaultKind::HttpStatus { .. })));
         assert_eq!(q.take(t("orders")), None);
         assert!(q.list().is_empty());
+        // Global order across sites: an FE fault behind a BE fault waits its turn.
+        q.push(vec![
+            spec(r#"{"kind":"lost_response"}"#),
+            spec(r#"{"kind":"fe_error","message":"x"}"#),
+        ]);
+        let fe = Target { site: Site::Fe, ..t("t") };
+        assert_eq!(q.take(fe), None);
+        assert!(matches!(q.take(t("t")), Some(FaultKind::LostResponse)));
+        assert!(matches!(q.take(fe), Some(FaultKind::FeError { .. })));
     }
 
     #[test]
