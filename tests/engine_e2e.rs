@@ -111,6 +111,12 @@ async fn mixed_transactions_over_several_tables_arrive_exactly() {
 async fn restart_in_the_middle_resumes_from_the_checkpoint_without_loss() {
     let stack = Stack::start().await;
     orders_schema(&stack).await;
+    let mut settings = stack.settings(&["orders"]);
+    settings.limits.max_changes = 100;
+    // The slot exists from the first start on; rows written before it are not
+    // part of the stream.
+    let run = Running::start(settings.clone());
+    run.wait_stage(Stage::Cdc, T).await;
     stack.audit("orders").await;
     let watch = ConfirmWatch::start(&stack);
     let writer = {
@@ -131,8 +137,8 @@ async fn restart_in_the_middle_resumes_from_the_checkpoint_without_loss() {
             }
         })
     };
-    let mut settings = stack.settings(&["orders"]);
-    settings.limits.max_changes = 100;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run.abort().await;
     for round in 0..3 {
         let run = Running::start(settings.clone());
         run.wait_stage(Stage::Cdc, T).await;

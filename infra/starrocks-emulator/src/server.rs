@@ -70,7 +70,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     /// Builds the shared state.
-    pub fn new(cfg: EmulatorConfig, store: Store, host: String, fe_port: u16, be_port: u16) -> Self {
+    pub fn new(
+        cfg: EmulatorConfig,
+        store: Store,
+        host: String,
+        fe_port: u16,
+        be_port: u16,
+    ) -> Self {
         Shared {
             cfg,
             store,
@@ -103,11 +109,11 @@ impl Shared {
 
     /// The schema of `db.table`, read from MariaDB (or the cache in discard mode).
     pub async fn schema(&self, db: &str, table: &str) -> Result<Arc<TableSchema>, SchemaError> {
-        let ttl = Duration::from_millis(
-            self.cfg
-                .schema_cache_ms
-                .unwrap_or(if self.cfg.discard { 1000 } else { 0 }),
-        );
+        let ttl = Duration::from_millis(self.cfg.schema_cache_ms.unwrap_or(if self.cfg.discard {
+            1000
+        } else {
+            0
+        }));
         let key = (db.to_owned(), table.to_owned());
         if !ttl.is_zero() {
             if let Some((at, s)) = lock(&self.schemas).get(&key) {
@@ -162,7 +168,10 @@ impl Shared {
         if self.cfg.users.is_empty() {
             return user == "root" && password.is_empty();
         }
-        self.cfg.users.iter().any(|(u, p)| u == user && p == password)
+        self.cfg
+            .users
+            .iter()
+            .any(|(u, p)| u == user && p == password)
     }
 
     /// `http://host:be_port`
@@ -213,7 +222,9 @@ pub fn basic_auth(h: &Headers) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
@@ -346,7 +357,12 @@ async fn dispatch(shared: Arc<Shared>, role: Role, req: Request<Incoming>) -> Ha
 }
 
 /// Accepts connections until `shutdown` fires.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    role: Role,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             biased;

@@ -53,9 +53,13 @@ pub async fn source_rows(
             }
         })
         .collect();
-    let order: Vec<String> = order_by.iter().map(|c| quote_pg(c)).collect();
+    // Qualified, so ORDER BY sorts by the column and not by its text rendering.
+    let order: Vec<String> = order_by
+        .iter()
+        .map(|c| format!("t.{}", quote_pg(c)))
+        .collect();
     let sql = format!(
-        "SET TIME ZONE 'UTC'; SELECT {} FROM {}.{} ORDER BY {}",
+        "SET TIME ZONE 'UTC'; SELECT {} FROM {}.{} AS t ORDER BY {}",
         select.join(", "),
         quote_pg(schema),
         quote_pg(table),
@@ -141,7 +145,7 @@ pub fn describe_diff(table: &str, src: &[NormRow], sink: &[NormRow]) -> Option<S
 /// Normalises PostgreSQL text output (session time zone UTC).
 pub fn normalize_pg(ty: &str, v: &str) -> String {
     match ty {
-        "boolean" => if v == "t" { "1" } else { "0" }.into(),
+        "boolean" => if v == "t" || v == "true" { "1" } else { "0" }.into(),
         "numeric" => normalize_decimal(v),
         "timestamp without time zone" | "timestamp with time zone" => normalize_ts(v),
         "bytea" => v.trim_start_matches("\\x").to_owned(),
@@ -229,6 +233,14 @@ mod tests {
             normalize_sink("timestamp with time zone", "2024-01-01 10:00:00.000000")
         );
         assert_eq!(normalize_pg("boolean", "t"), normalize_sink("boolean", "1"));
+        assert_eq!(
+            normalize_pg("boolean", "true"),
+            normalize_sink("boolean", "1")
+        );
+        assert_eq!(
+            normalize_pg("boolean", "false"),
+            normalize_sink("boolean", "0")
+        );
         assert_eq!(
             normalize_pg("jsonb", r#"{"b": 1, "a": [1.0, "x"]}"#),
             normalize_sink("jsonb", r#"{"a":[1,"x"],"b":1}"#)
