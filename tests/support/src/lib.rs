@@ -10,6 +10,7 @@
 //! Nothing here touches the machine's shared services on the standard ports, and
 //! every process started is stopped by its own pid.
 
+pub mod compare;
 pub mod mariadb;
 pub mod postgres;
 pub mod process;
