@@ -300,3 +300,65 @@ async fn tls_on_the_grpc_port() {
     .expect_err("garbage certificate");
     assert!(matches!(e, dbmazz::grpc::GrpcError::Tls(_)), "{e}");
 }
+
+#[tokio::test]
+async fn commands_print_and_exit_as_documented() {
+    use dbmazz::grpc::commands::{self, ConnectArgs, ControlArgs, HealthcheckArgs, StatusArgs};
+    let srv = Running::start(GrpcSettings {
+        control_token: Some("cmd-token".into()),
+        ..settings()
+    })
+    .await;
+    let h = srv.add("orders", Stage::Cdc);
+    let connect = |token: Option<&str>| ConnectArgs {
+        addr: srv.grpc.to_string(),
+        token: token.map(String::from),
+        tls_ca: None,
+        tls_domain: None,
+        timeout_ms: 3000,
+    };
+    let out = commands::status(&StatusArgs {
+        connect: connect(None),
+        json: false,
+    })
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("orders") && out.stderr.is_empty(),
+        "{out:?}"
+    );
+    let out = commands::healthcheck(&HealthcheckArgs {
+        connect: connect(None),
+        job: None,
+    })
+    .await;
+    assert_eq!((out.code, out.stdout.as_str()), (0, "SERVING (CDC)\n"));
+
+    let control = |token: Option<&str>, wait_ms| ControlArgs {
+        connect: connect(token),
+        job: Some("orders".into()),
+        wait_ms,
+    };
+    let out = commands::control(ControlAction::Pause, &control(None, 0)).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("error: Pause failed"), "{out:?}");
+    // Accepted, but nothing reacts to the pause here: not reached within the wait.
+    let out = commands::control(ControlAction::Pause, &control(Some("cmd-token"), 200)).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("NOT PAUSED within the wait"), "{out:?}");
+    assert!(h.is_paused());
+    let out = commands::control(ControlAction::Resume, &control(Some("cmd-token"), 0)).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!h.is_paused());
+
+    h.state.set_stage(Stage::Failed);
+    h.state
+        .record_error("Replication slot 'slot_orders' is missing");
+    let out = commands::healthcheck(&HealthcheckArgs {
+        connect: connect(None),
+        job: Some("orders".into()),
+    })
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("slot_orders"), "{out:?}");
+}

@@ -17,16 +17,24 @@
 //! - [`slot`]: slot `wal_status` / retained WAL through a pluggable inspector.
 //! - [`sampler`], [`process`]: StreamMetrics snapshots, RSS and CPU from `/proc`.
 //! - [`prometheus`]: text exposition and its small HTTP server.
-//! - [`client`]: what the `status`, `pause|resume|drain|stop` and `healthcheck`
-//!   commands call.
+//! - [`client`]: a client for the control plane and the text/JSON renderings;
+//!   [`commands`]: the `status`, `pause|resume|drain|stop` and `healthcheck`
+//!   commands (clap arguments, output, exit code) built on it.
 //!
 //! Start it with [`serve`] (or [`GrpcServer::bind`] then [`GrpcServer::serve`] to
 //! learn the bound ports first). It never stops on a pipeline's behalf: only the
 //! shutdown future ends it. On shutdown, metrics streams and health watches end,
 //! in-flight calls finish, and the listeners close.
+//!
+//! Process shutdown (SIGTERM) should keep the control plane up while the
+//! pipelines drain, so orchestrators see NOT_SERVING (DRAINING) and operators can
+//! watch the final checkpoint: cancel every handle's `drain`, wait for the
+//! pipelines up to the deadline (then `abort` the rest), and only then complete the
+//! shutdown future given to [`serve`].
 
 pub mod auth;
 pub mod client;
+pub mod commands;
 pub mod process;
 pub mod prometheus;
 pub mod sampler;
