@@ -9,5 +9,6 @@
 //! See `docs/architecture.md` for the full picture and the correctness rules.
 
 pub mod cli;
+pub mod config;
 pub mod source;
 pub mod state_store;
