@@ -12,3 +12,4 @@ pub mod cli;
 pub mod config;
 pub mod source;
 pub mod state_store;
+pub mod telemetry;
