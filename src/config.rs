@@ -1295,7 +1295,15 @@ fn warnings(env: &Env, w: &WorkerConfig) -> Vec<String> {
             let best = registry::VARS
                 .iter()
                 .flat_map(|v| std::iter::once(v.name).chain(v.alias))
-                .map(|n| (jobs_file::edit_distance(name, n), n))
+                .map(|n| {
+                    // `DBMAZZ_FLUSH_SIZE` is most likely `FLUSH_SIZE`: compare without
+                    // the prefix too.
+                    let bare = |s: &'static str| s.strip_prefix("DBMAZZ_").unwrap_or(s);
+                    let plain = name.strip_prefix("DBMAZZ_").unwrap_or(name);
+                    let d = jobs_file::edit_distance(name, n)
+                        .min(jobs_file::edit_distance(plain, bare(n)));
+                    (d, n)
+                })
                 .min_by_key(|(d, _)| *d)
                 .filter(|(d, _)| *d <= 3);
             match best {

@@ -278,7 +278,7 @@ var!(
     Worker,
     DefaultValue::Off("unset: one job, configured by the environment"),
     Accepted::Text("path of an existing TOML file"),
-    "File describing several jobs with shared defaults (see *Jobs file*)."
+    "File describing several jobs with shared defaults (format: docs/configuration.md)."
 );
 
 // ---- job ----------------------------------------------------------------------------
