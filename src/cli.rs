@@ -1,8 +1,185 @@
 //! Command-line interface.
+//!
+//! Each subcommand is one variant of [`Command`] and one function that takes its
+//! arguments and returns the process exit code; [`main`] only parses and dispatches.
+//! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
 
+use std::io::Write as _;
 use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config;
+
+/// Exit code of an invalid configuration (and of a command-line usage error).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code of a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+const AFTER_HELP: &str = "\
+Configuration comes from environment variables (one job), optionally with a jobs file
+(DBMAZZ_JOBS_FILE) describing several. The minimum for one job:
+
+  SOURCE_URL=postgres://user:password@host:5432/db   PostgreSQL with wal_level=logical
+  TABLES=public.orders,public.customers              tables to replicate
+  SINK_URL=http://starrocks-fe:8030                  StarRocks FE HTTP address
+  SINK_DATABASE=analytics                            StarRocks database
+
+Run `dbmazz check` to validate a configuration and see every effective value.
+All variables: docs/configuration.md (or `dbmazz check --reference`).";
+
+/// dbmazz: change data capture from PostgreSQL into StarRocks.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dbmazz",
+    version,
+    about = "Change data capture from PostgreSQL into StarRocks",
+    long_about = "Change data capture from PostgreSQL into StarRocks.\n\n\
+                  dbmazz streams every row change of the configured PostgreSQL tables through \
+                  a logical replication slot and loads it into StarRocks with Stream Load, \
+                  checkpointing progress so nothing is lost or applied twice.",
+    after_help = AFTER_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and print the effective values (secrets hidden).
+    ///
+    /// Reads the environment (and the jobs file named by DBMAZZ_JOBS_FILE), reports
+    /// every invalid or missing value at once, and exits 2 if there is any; otherwise
+    /// prints the configuration each job would run with and exits 0. Nothing is
+    /// connected to: this checks values, not reachability.
+    Check(CheckArgs),
+    /// Run the configured pipelines until SIGTERM/SIGINT.
+    ///
+    /// Sets up PostgreSQL (publication, slot) and StarRocks (audit columns), streams
+    /// every change into StarRocks and checkpoints progress. On SIGTERM or SIGINT it
+    /// drains: stops reading, loads what was read, checkpoints, confirms and exits 0;
+    /// a second signal (or DBMAZZ_SHUTDOWN_TIMEOUT_MS) aborts without losing anything.
+    /// Exits 1 when a pipeline fails with an error an operator must fix, 2 on an
+    /// invalid configuration.
+    Run,
+}
+
+/// Arguments of `dbmazz check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the reference of every configuration variable (Markdown) and exit.
+    #[arg(long)]
+    pub reference: bool,
+}
 
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are "errors" that print to stdout and exit 0.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { 0 });
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Run => run(),
+    }
+}
+
+/// `dbmazz run`.
+pub fn run() -> ExitCode {
+    let config = match config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return report_config_error(&e, "dbmazz run"),
+    };
+    let telemetry = match crate::telemetry::init(&crate::telemetry::TelemetrySettings::from_env(
+        config.worker.log_format,
+    )) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dbmazz: cannot set up logging/telemetry: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dbmazz: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let summary = runtime.block_on(crate::runner::run(config));
+    drop(runtime);
+    let _ = telemetry.shutdown();
+    for (job, err) in &summary.failed {
+        eprintln!("dbmazz: job '{job}' FAILED: {err}");
+    }
+    if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// `dbmazz check`.
+pub fn check(args: &CheckArgs) -> ExitCode {
+    if args.reference {
+        return print_stdout(&config::registry::reference_markdown());
+    }
+    match config::load_env() {
+        Ok(loaded) => print_stdout(&loaded.render()),
+        Err(e) => report_config_error(&e, "dbmazz check"),
+    }
+}
+
+/// Prints every configuration problem and returns exit code 2.
+fn report_config_error(e: &config::ConfigError, command: &str) -> ExitCode {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{e}");
+    let _ = writeln!(
+        err,
+        "\nFix the values above and run `{command}` again; every variable is described in \
+         docs/configuration.md (`dbmazz check --reference`)."
+    );
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn print_stdout(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`dbmazz check | head`) is not worth a panic.
+        Err(_) => ExitCode::from(EXIT_FAILURE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn check_parses() {
+        let cli = Cli::try_parse_from(["dbmazz", "check", "--reference"]).expect("parse");
+        assert!(matches!(
+            cli.command,
+            Command::Check(CheckArgs { reference: true })
+        ));
+        assert!(Cli::try_parse_from(["dbmazz"]).is_err());
+        assert!(Cli::try_parse_from(["dbmazz", "bogus"]).is_err());
+    }
 }

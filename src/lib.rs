@@ -9,10 +9,13 @@
 //! See `docs/architecture.md` for the full picture and the correctness rules.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod grpc;
 pub mod pipeline;
 pub mod replication;
+pub mod runner;
 pub mod sink;
 pub mod source;
 pub mod state_store;
+pub mod telemetry;

@@ -177,6 +177,44 @@ impl Stack {
         }
     }
 
+    /// The environment of `dbmazz run` for `tables` (public schema).
+    pub fn env(&self, tables: &[&str]) -> Vec<(String, String)> {
+        [
+            ("SOURCE_URL", self.pg.url(DB)),
+            ("TABLES", tables.join(",")),
+            ("SOURCE_SLOT_NAME", SLOT.to_owned()),
+            ("SOURCE_PUBLICATION_NAME", PUBLICATION.to_owned()),
+            ("DBMAZZ_JOB_ID", JOB.to_owned()),
+            ("SINK_URL", self.emu().fe_url()),
+            ("SINK_MYSQL_HOST", "127.0.0.1".to_owned()),
+            ("SINK_MYSQL_PORT", self.maria.port().to_string()),
+            ("SINK_DATABASE", SINK_DB.to_owned()),
+            ("SINK_USER", "root".to_owned()),
+            ("SINK_PASSWORD", String::new()),
+            ("FLUSH_SIZE", "500".to_owned()),
+            ("FLUSH_INTERVAL_MS", "100".to_owned()),
+            ("DBMAZZ_METRICS_ADDR", "off".to_owned()),
+            (
+                "DBMAZZ_GRPC_ADDR",
+                format!("127.0.0.1:{}", dbmazz_testkit::free_port()),
+            ),
+            ("DBMAZZ_SHUTDOWN_TIMEOUT_MS", "20000".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Starts `dbmazz run` as a process.
+    pub fn spawn_dbmazz(&self, env: &[(String, String)]) -> dbmazz_testkit::DbmazzProcess {
+        dbmazz_testkit::DbmazzProcess::spawn(
+            std::path::Path::new(env!("CARGO_BIN_EXE_dbmazz")),
+            &["run"],
+            env,
+        )
+        .expect("spawn dbmazz")
+    }
+
     /// The checkpoint LSN of the test job.
     pub async fn checkpoint(&self) -> Option<String> {
         let c = self.pg().await;

@@ -6,17 +6,25 @@
 //! | PostgreSQL | an initdb'd throw-away cluster with `wal_level=logical` |
 //! | MariaDB    | a throw-away datadir (`mariadb-install-db`)            |
 //! | Redis      | `redis-server` without persistence                     |
+//! | S3         | in-process `s3s` over `s3s-fs`, one bucket per server   |
+//! | OTLP       | in-process gRPC collector recording spans and metrics   |
 //!
 //! Nothing here touches the machine's shared services on the standard ports, and
 //! every process started is stopped by its own pid.
 
 pub mod compare;
+pub mod dbmazz;
 pub mod mariadb;
+pub mod otlp;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod s3;
 
+pub use dbmazz::DbmazzProcess;
 pub use mariadb::MariaDb;
+pub use otlp::{OtlpCollector, RecordedMetric, RecordedPoint, RecordedSpan};
 pub use postgres::{PgCluster, PgConfig, StopMode};
 pub use process::{free_port, ServiceError};
 pub use redis::RedisServer;
+pub use s3::S3Server;

@@ -1,0 +1,99 @@
+//! `dbmazz run`: the worker process. It starts one engine per configured job,
+//! serves the control plane, and on SIGTERM/SIGINT drains every pipeline (stop
+//! reading, load, checkpoint, confirm) within `DBMAZZ_SHUTDOWN_TIMEOUT_MS`, after
+//! which whatever is still running is aborted (nothing unconfirmed is lost: it is
+//! replayed on the next start). A second signal aborts at once.
+//!
+//! Exit status: 0 when every pipeline stopped cleanly, 1 when any ended FAILED
+//! (a permanent error an operator must look at). A setup problem that an operator
+//! must fix does not end the process: the pipeline reports it (FAILED with the
+//! reason) and re-checks periodically, so fixing the cause is enough.
+
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::engine::{self, PipelineHandle, Pipelines};
+use crate::grpc::state::SharedState;
+
+/// How the worker ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Jobs that stopped cleanly.
+    pub stopped: usize,
+    /// Jobs that ended FAILED, with their messages.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Runs every job of `config` until a signal (or every job ends).
+pub async fn run(config: Config) -> RunSummary {
+    let pipelines = Pipelines::new();
+    let mut set = JoinSet::new();
+    for job in &config.jobs {
+        let settings = settings::engine_settings(job);
+        let state = Arc::new(SharedState::new(
+            &job.id,
+            &job.slot_name,
+            &job.publication_name,
+        ));
+        let handle = PipelineHandle::new(state);
+        pipelines.insert(handle.clone());
+        let id = job.id.clone();
+        set.spawn(async move { (id, engine::run(settings, handle).await) });
+    }
+    tracing::info!(
+        worker = %config.worker.worker_id,
+        jobs = config.jobs.len(),
+        "dbmazz running"
+    );
+    let shutdown = config.worker.shutdown_timeout;
+    let signals = tokio::spawn(watch_signals(pipelines.clone(), shutdown));
+    let mut summary = RunSummary {
+        stopped: 0,
+        failed: Vec::new(),
+    };
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok((_, Ok(()))) => summary.stopped += 1,
+            Ok((id, Err(e))) => summary.failed.push((id, e.to_string())),
+            Err(e) => summary
+                .failed
+                .push(("?".into(), format!("engine task failed: {e}"))),
+        }
+    }
+    signals.abort();
+    summary
+}
+
+/// First SIGTERM/SIGINT: drain all, abort after `timeout`. Second one: abort now.
+async fn watch_signals(pipelines: Pipelines, timeout: Duration) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop dbmazz with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    for p in pipelines.all() {
+        p.drain.cancel();
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(timeout) => {
+            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "drain did not finish in time; aborting");
+        }
+        _ = term.recv() => tracing::warn!("second signal: aborting"),
+        _ = int.recv() => tracing::warn!("second signal: aborting"),
+    }
+    for p in pipelines.all() {
+        p.abort.cancel();
+    }
+}
