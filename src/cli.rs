@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config;
+use crate::grpc;
+use crate::grpc::client::ControlAction;
 
 /// Exit code of an invalid configuration (and of a command-line usage error).
 pub const EXIT_CONFIG: u8 = 2;
@@ -66,6 +68,26 @@ pub enum Command {
     /// Exits 1 when a pipeline fails with an error an operator must fix, 2 on an
     /// invalid configuration.
     Run,
+    /// Show every pipeline of a running worker: stage, LSNs, lag, slot, rows.
+    ///
+    /// Asks the worker's control plane (--addr or DBMAZZ_GRPC_ADDR). `--json` prints
+    /// the same as JSON for scripts.
+    Status(grpc::commands::StatusArgs),
+    /// Pause reading and loading (the replication connection stays up).
+    ///
+    /// Needs the worker's token (--token or DBMAZZ_CONTROL_TOKEN). Every pipeline of
+    /// the worker unless --job names one. Exits 1 if a pipeline did not get there
+    /// within --wait-ms.
+    Pause(grpc::commands::ControlArgs),
+    /// Resume after a pause.
+    Resume(grpc::commands::ControlArgs),
+    /// Load and checkpoint everything read, confirm it to PostgreSQL, then stop.
+    Drain(grpc::commands::ControlArgs),
+    /// Stop at once (changes not yet checkpointed are streamed again on restart).
+    Stop(grpc::commands::ControlArgs),
+    /// Exit 0 only when the worker (or --job) is SERVING; for container health
+    /// checks.
+    Healthcheck(grpc::commands::HealthcheckArgs),
 }
 
 /// Arguments of `dbmazz check`.
@@ -89,6 +111,12 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check(&args),
         Command::Run => run(),
+        Command::Status(args) => grpc::commands::block_on(grpc::commands::status(&args)),
+        Command::Pause(args) => control(ControlAction::Pause, &args),
+        Command::Resume(args) => control(ControlAction::Resume, &args),
+        Command::Drain(args) => control(ControlAction::Drain, &args),
+        Command::Stop(args) => control(ControlAction::Stop, &args),
+        Command::Healthcheck(args) => grpc::commands::block_on(grpc::commands::healthcheck(&args)),
     }
 }
 
@@ -128,6 +156,11 @@ pub fn run() -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
+}
+
+/// `dbmazz pause|resume|drain|stop`.
+fn control(action: ControlAction, args: &grpc::commands::ControlArgs) -> ExitCode {
+    grpc::commands::block_on(grpc::commands::control(action, args))
 }
 
 /// `dbmazz check`.
@@ -180,6 +213,15 @@ mod tests {
             Command::Check(CheckArgs { reference: true })
         ));
         assert!(Cli::try_parse_from(["dbmazz"]).is_err());
+        let cli = Cli::try_parse_from(["dbmazz", "drain", "--job", "orders", "--wait-ms", "0"])
+            .expect("parse drain");
+        assert!(matches!(
+            cli.command,
+            Command::Drain(ref a) if a.job.as_deref() == Some("orders") && a.wait_ms == 0
+        ));
+        let cli = Cli::try_parse_from(["dbmazz", "status", "--json"]).expect("parse status");
+        assert!(matches!(cli.command, Command::Status(ref a) if a.json));
+        assert!(Cli::try_parse_from(["dbmazz", "healthcheck", "--job", "j"]).is_ok());
         assert!(Cli::try_parse_from(["dbmazz", "bogus"]).is_err());
     }
 }

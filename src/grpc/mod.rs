@@ -128,6 +128,34 @@ impl Default for GrpcSettings {
     }
 }
 
+impl GrpcSettings {
+    /// The control plane settings of a worker's configuration.
+    pub fn from_worker(worker: &crate::config::WorkerConfig) -> Self {
+        GrpcSettings {
+            addr: worker.grpc_addr,
+            control_token: worker.control_token.as_ref().map(|t| t.expose().to_owned()),
+            control_insecure: worker.control_insecure,
+            status_requires_token: worker.status_requires_token,
+            tls: worker.grpc_tls.as_ref().map(|t| TlsFiles {
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            }),
+            metrics_addr: worker.metrics_addr,
+        }
+    }
+}
+
+impl PgSlotInspector {
+    /// An inspector that knows the source database of every job of `jobs`.
+    pub fn for_jobs(jobs: &[crate::config::JobConfig]) -> Self {
+        let inspector = PgSlotInspector::new();
+        for job in jobs {
+            inspector.set_source(&job.id, job.source_url.expose_str());
+        }
+        inspector
+    }
+}
+
 /// Why the control plane could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum GrpcError {

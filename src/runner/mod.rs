@@ -1,5 +1,6 @@
 //! `dbmazz run`: the worker process. It starts one engine per configured job,
-//! serves the control plane, and on SIGTERM/SIGINT drains every pipeline (stop
+//! serves the control plane (`crate::grpc`, from before the first engine until
+//! after the last one ended), and on SIGTERM/SIGINT drains every pipeline (stop
 //! reading, load, checkpoint, confirm) within `DBMAZZ_SHUTDOWN_TIMEOUT_MS`, after
 //! which whatever is still running is aborted (nothing unconfirmed is lost: it is
 //! replayed on the next start). A second signal aborts at once.
@@ -32,6 +33,31 @@ pub struct RunSummary {
 /// Runs every job of `config` until a signal (or every job ends).
 pub async fn run(config: Config) -> RunSummary {
     let pipelines = Pipelines::new();
+    // The control plane comes up first and stays up until every pipeline has
+    // ended, so probes see SETUP and DRAINING and operators can follow a drain.
+    let control = match crate::grpc::GrpcServer::bind(
+        crate::grpc::GrpcSettings::from_worker(&config.worker),
+        pipelines.clone(),
+        env!("CARGO_PKG_VERSION"),
+        Some(Arc::new(crate::grpc::PgSlotInspector::for_jobs(
+            &config.jobs,
+        ))),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the control plane");
+            return RunSummary {
+                stopped: 0,
+                failed: vec![("(control plane)".into(), e.to_string())],
+            };
+        }
+    };
+    let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control = tokio::spawn(control.serve(async move {
+        let _ = control_stopped.await;
+    }));
     let mut set = JoinSet::new();
     for job in &config.jobs {
         let settings = settings::engine_settings(job);
@@ -66,6 +92,12 @@ pub async fn run(config: Config) -> RunSummary {
         }
     }
     signals.abort();
+    let _ = stop_control.send(());
+    match control.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "control plane stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "control plane task failed"),
+    }
     summary
 }
 
