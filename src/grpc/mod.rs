@@ -90,8 +90,9 @@ pub struct GrpcSettings {
     /// Allow control calls without a token when none is configured
     /// (`DBMAZZ_CONTROL_INSECURE=1`).
     pub control_insecure: bool,
-    /// Require the token for read-only calls too (Status, Metrics, dbmazz Health,
-    /// `/metrics`). The standard health service and reflection stay open for probes.
+    /// Require the token for read-only calls too: Status, Metrics and `/metrics`
+    /// (`DBMAZZ_STATUS_REQUIRE_TOKEN`). Health (standard and dbmazz) and reflection
+    /// stay open for probes.
     pub status_requires_token: bool,
     /// TLS on the gRPC port.
     pub tls: Option<TlsFiles>,
@@ -248,6 +249,11 @@ impl GrpcServer {
         // Read and check the certificate now: a bad file is a start-up error.
         let tls = match &settings.tls {
             Some(files) => {
+                // tonic builds its server TLS config with the process-wide rustls
+                // provider, which rustls cannot pick by itself when more than one is
+                // compiled in (OTLP brings aws-lc-rs, dbmazz uses ring): choose ring
+                // unless someone already chose.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let cfg = Self::tls_config(files)?;
                 Server::builder()
                     .tls_config(cfg.clone())
@@ -375,10 +381,8 @@ impl GrpcServer {
             ))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(HealthServiceServer::with_interceptor(
-                HealthSvc(ctx.clone()),
-                read_guard.clone(),
-            ))
+            // Health stays open like the standard service: probes carry no token.
+            .add_service(HealthServiceServer::new(HealthSvc(ctx.clone())))
             .add_service(StatusServiceServer::with_interceptor(
                 StatusSvc(ctx.clone()),
                 read_guard.clone(),
