@@ -22,7 +22,7 @@ use crate::apply::{apply, decode_batch, encode_batch};
 use crate::faults::{DelayPhase, FaultKind, OpKind, Outcome, Site, Target};
 use crate::params::{self, BodyLimits, Headers, LoadPlan};
 use crate::response::{LoadResult, LoadStatus, TxnOp, TxnResp};
-use crate::rows::{scan, Batch};
+use crate::rows::{scan_with, Batch};
 use crate::schema::{SchemaError, TableSchema};
 use crate::server::{
     basic_auth, headers_of, json_ok, not_found, query_param, read_body, respond, segments, BodyError,
@@ -420,7 +420,7 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
     res.load_bytes = body.len() as u64;
     // 6. Scan.
     let write_at = Instant::now();
-    let batch = match scan(&body, &plan, &schema) {
+    let batch = match scan_with(&body, &plan, &schema, !shared.cfg.discard) {
         Ok(b) => b,
         Err(e) => {
             let m = e.to_string();
@@ -840,7 +840,7 @@ async fn txn_load_locked(
         Err(BodyError::Timeout) => return Ok(abort("transaction load timed out".into()).await),
         Err(BodyError::Io(e)) => return Ok(abort(format!("reading the body failed: {e}")).await),
     };
-    let batch = match scan(&body, &plan, &schema) {
+    let batch = match scan_with(&body, &plan, &schema, !shared.cfg.discard) {
         Ok(b) => b,
         Err(e) => return Ok(abort(e.to_string()).await),
     };
@@ -981,6 +981,7 @@ async fn commit_from(shared: &Shared, t: &Txn, from: TxnState) -> Result<(), Str
         width: plan.dest.len(),
         total: t.total,
         filtered: t.filtered,
+        keep_cells: true,
         ..Batch::default()
     };
     if !shared.cfg.discard {
