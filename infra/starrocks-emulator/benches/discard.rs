@@ -14,7 +14,10 @@ use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 use starrocks_emulator::{Emulator, EmulatorConfig};
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn body(rows: usize, seed: usize) -> Vec<u8> {
@@ -31,7 +34,7 @@ fn body(rows: usize, seed: usize) -> Vec<u8> {
             id % 100_000,
             id % 100,
             id % 1000,
-            if id % 2 == 0 { "true" } else { "false" },
+            if id.is_multiple_of(2) { "true" } else { "false" },
             1 + id % 28,
             id % 1_000_000
         ));
@@ -98,7 +101,11 @@ fn main() {
         easy.username("root").expect("user");
         easy.password("").expect("password");
         let mut headers = curl::easy::List::new();
-        for h in ["Expect: 100-continue", "format: json", "strip_outer_array: true"] {
+        for h in [
+            "Expect: 100-continue",
+            "format: json",
+            "strip_outer_array: true",
+        ] {
             headers.append(h).expect("header");
         }
         easy.http_headers(headers).expect("headers");
@@ -117,7 +124,10 @@ fn main() {
             tr.perform().expect("load");
         }
         let text = String::from_utf8_lossy(&resp);
-        assert!(text.contains("\"Status\": \"Success\""), "load failed: {text}");
+        assert!(
+            text.contains("\"Status\": \"Success\""),
+            "load failed: {text}"
+        );
         sent_rows += rows_per_load;
     }
     let wall = sent_rows as f64 / t.elapsed().as_secs_f64();
@@ -147,5 +157,8 @@ fn main() {
     println!("  emulator (its own busy time, from /stats): {busy:>12.0} rows/s");
     println!("  end to end over HTTP (client wall clock):  {wall:>12.0} rows/s");
     println!("  reference: sonic-rs DOM parse, same body:  {reference:>12.0} rows/s");
-    println!("  ratio emulator / reference:                {:>12.2}", busy / reference);
+    println!(
+        "  ratio emulator / reference:                {:>12.2}",
+        busy / reference
+    );
 }

@@ -48,7 +48,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
         (Method::POST, "/faults") => {
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return error(StatusCode::BAD_REQUEST, &format!("reading the body failed: {e}")),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("reading the body failed: {e}"),
+                    )
+                }
             };
             let specs: Vec<FaultSpec> = match sonic_rs::from_slice::<Vec<FaultSpec>>(&body) {
                 Ok(v) => v,

@@ -138,7 +138,9 @@ pub async fn apply(
     for i in 0..batch.len() {
         let row = batch.row(i);
         key_of(schema, plan, row, &mut kb);
-        let Some(st) = keys.get_mut(&kb) else { continue };
+        let Some(st) = keys.get_mut(&kb) else {
+            continue;
+        };
         let op = batch.ops.get(i).copied().unwrap_or(Op::Upsert);
         if op == Op::Delete {
             st.exists = false;
@@ -164,10 +166,16 @@ pub async fn apply(
                     ));
                     continue;
                 }
-                st.fin = Final::Row { row: i, fresh: true };
+                st.fin = Final::Row {
+                    row: i,
+                    fresh: true,
+                };
             }
         } else {
-            st.fin = Final::Row { row: i, fresh: true };
+            st.fin = Final::Row {
+                row: i,
+                fresh: true,
+            };
         }
         st.exists = true;
         if let Some(inc) = incoming_mc {
@@ -252,7 +260,9 @@ async fn read_stored(
         for r in rows {
             let mut cells = Vec::with_capacity(nk + 1);
             for (i, &kc) in schema.key.iter().enumerate() {
-                let Some(col) = schema.columns.get(kc) else { continue };
+                let Some(col) = schema.columns.get(kc) else {
+                    continue;
+                };
                 let v = r.as_ref(i).cloned().unwrap_or(Value::NULL);
                 cells.push(from_mysql(&v, &col.ty).map_err(stored_err)?);
             }
@@ -324,7 +334,10 @@ async fn delete_rows(
                 }
             }
         }
-        let sql = format!("DELETE FROM {table} WHERE {}", key_predicate(&key_cols, chunk.len()));
+        let sql = format!(
+            "DELETE FROM {table} WHERE {}",
+            key_predicate(&key_cols, chunk.len())
+        );
         tx.exec_drop(sql, params).await?;
     }
     Ok(())
@@ -384,7 +397,8 @@ async fn insert_rows(
             .filter_map(|&c| schema.columns.get(c))
             .any(|c| !c.has_default);
     if relax {
-        tx.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'").await?;
+        tx.query_drop("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+            .await?;
     }
     let width = cols.len().max(1);
     let per_stmt = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STMT);

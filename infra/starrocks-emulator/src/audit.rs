@@ -50,13 +50,18 @@ fn sql_str(s: &str) -> String {
 }
 
 fn trigger_name(table: &str, suffix: &str) -> String {
-    let base: String = table.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(48).collect();
+    let base: String = table
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(48)
+        .collect();
     ident(&format!("va_{base}_{suffix}"))
 }
 
 async fn ensure_tables(c: &mut mysql_async::Conn, meta: &str) -> Result<(), AuditError> {
     let m = ident(meta);
-    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {m}")).await?;
+    c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {m}"))
+        .await?;
     c.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {m}.version_audit (
             id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -96,7 +101,9 @@ pub async fn install_version_audit(
         )
         .await?;
     if cols.is_empty() {
-        return Err(AuditError::Table(format!("table {db}.{table} does not exist")));
+        return Err(AuditError::Table(format!(
+            "table {db}.{table} does not exist"
+        )));
     }
     let keys: Vec<String> = c
         .exec(
@@ -110,12 +117,24 @@ pub async fn install_version_audit(
             "table {db}.{table} has no primary key; the version audit tracks rows by key"
         )));
     }
-    let Some((vname, vtype, _)) = cols.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(version_column)) else {
+    let Some((vname, vtype, _)) = cols
+        .iter()
+        .find(|(n, _, _)| n.eq_ignore_ascii_case(version_column))
+    else {
         return Err(AuditError::VersionColumn(format!(
             "table {db}.{table} has no column {version_column}"
         )));
     };
-    let numeric = ["tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric"];
+    let numeric = [
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "integer",
+        "bigint",
+        "decimal",
+        "numeric",
+    ];
     if !numeric.contains(&vtype.to_ascii_lowercase().as_str()) {
         return Err(AuditError::VersionColumn(format!(
             "version column {version_column} of {db}.{table} is {vtype}; it must be an integer or DECIMAL"
@@ -128,7 +147,10 @@ pub async fn install_version_audit(
     let key_of = |row: &str| {
         format!(
             "JSON_ARRAY({})",
-            keys.iter().map(|k| format!("{row}.{}", ident(k))).collect::<Vec<_>>().join(", ")
+            keys.iter()
+                .map(|k| format!("{row}.{}", ident(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     };
     let (dbs, tbs) = (sql_str(db), sql_str(table));
@@ -138,7 +160,8 @@ pub async fn install_version_audit(
         trigger_name(table, "ai"),
     );
     for name in [&au, &ad, &ai] {
-        c.query_drop(format!("DROP TRIGGER IF EXISTS {}.{name}", ident(db))).await?;
+        c.query_drop(format!("DROP TRIGGER IF EXISTS {}.{name}", ident(db)))
+            .await?;
     }
     c.query_drop(format!(
         "CREATE TRIGGER {}.{au} AFTER UPDATE ON {t} FOR EACH ROW BEGIN \

@@ -25,9 +25,10 @@ use crate::response::{LoadResult, LoadStatus, TxnOp, TxnResp};
 use crate::rows::{scan_with, Batch};
 use crate::schema::{SchemaError, TableSchema};
 use crate::server::{
-    basic_auth, headers_of, json_ok, not_found, query_param, read_body, respond, segments, BodyError,
-    DropConnection, HandlerResult, Shared,
+    basic_auth, headers_of, json_ok, not_found, query_param, read_body, respond, segments,
+    BodyError, DropConnection, HandlerResult, Shared,
 };
+use crate::stats::Rows;
 use crate::store::{now_ms, rc, BeginError, Txn, TxnKind, TxnState};
 
 /// Handles one BE request.
@@ -43,7 +44,11 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResul
         ["api", db, table, "_stream_load"] => {
             let (db, table) = ((*db).to_owned(), (*table).to_owned());
             if req.method() != Method::PUT {
-                return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Unsupported method"));
+                return Ok(respond(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain",
+                    "Unsupported method",
+                ));
             }
             stream_load(shared, req, &db, &table).await
         }
@@ -51,14 +56,29 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResul
     }
 }
 
-async fn error_log(shared: &Shared, req: &Request<Incoming>) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+async fn error_log(
+    shared: &Shared,
+    req: &Request<Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
     let Some(file) = query_param(req, "file") else {
-        return respond(StatusCode::BAD_REQUEST, "text/plain", "missing file parameter");
+        return respond(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "missing file parameter",
+        );
     };
     match shared.store.error_log(&file).await {
         Ok(Some(c)) => respond(StatusCode::OK, "text/plain; charset=utf-8", c),
-        Ok(None) => respond(StatusCode::NOT_FOUND, "text/plain", format!("error log {file} not found")),
-        Err(e) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+        Ok(None) => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("error log {file} not found"),
+        ),
+        Err(e) => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            e.to_string(),
+        ),
     }
 }
 
@@ -124,9 +144,14 @@ async fn apply_load(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let r = apply_once(shared, schema, plan, batch, txn, from, visible_at, counts, error_log).await;
+        let r = apply_once(
+            shared, schema, plan, batch, txn, from, visible_at, counts, error_log,
+        )
+        .await;
         match r {
-            Err(mysql_async::Error::Server(e)) if (e.code == 1213 || e.code == 1205) && attempt < 5 => {
+            Err(mysql_async::Error::Server(e))
+                if (e.code == 1213 || e.code == 1205) && attempt < 5 =>
+            {
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
             Err(e) => return Err(format!("applying the rows in MariaDB failed: {e}")),
@@ -180,7 +205,9 @@ async fn apply_once(
     if !ok {
         tx.rollback().await?;
         let reason = match shared.store.get(&txn.db, &txn.label).await {
-            Ok(Some(t)) => t.reason.unwrap_or_else(|| format!("transaction is {}", t.state.name())),
+            Ok(Some(t)) => t
+                .reason
+                .unwrap_or_else(|| format!("transaction is {}", t.state.name())),
             _ => "transaction not found".to_owned(),
         };
         return Ok(ApplyOutcome::Aborted(reason));
@@ -207,7 +234,10 @@ async fn save_errors(shared: &Shared, name: &str, lines: &[String]) -> Option<St
     let mut content = lines.join("\n");
     content.push('\n');
     match shared.store.save_error_log(name, &content).await {
-        Ok(()) => Some(format!("{}/api/_load_error_log?file={name}", shared.be_base())),
+        Ok(()) => Some(format!(
+            "{}/api/_load_error_log?file={name}",
+            shared.be_base()
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "saving an error log failed");
             None
@@ -220,10 +250,19 @@ fn schema_message(e: &SchemaError) -> String {
 }
 
 /// Runs one Stream Load.
-async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, table: &str) -> HandlerResult {
+async fn stream_load(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    db: &str,
+    table: &str,
+) -> HandlerResult {
     let started = Instant::now();
     let h = headers_of(&req);
-    let label = h.get("label").filter(|l| !l.is_empty()).cloned().unwrap_or_else(generated_label);
+    let label = h
+        .get("label")
+        .filter(|l| !l.is_empty())
+        .cloned()
+        .unwrap_or_else(generated_label);
     let fault = shared.fault(Target {
         site: Site::Be,
         op: OpKind::StreamLoad,
@@ -232,7 +271,21 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
         label: &label,
     });
     let fail = |msg: String| Ok(json_ok(LoadResult::fail(&label, msg).to_json()));
-    let record_fail = |shared: &Shared| shared.with_stats(|s| s.record(&format!("{db}.{table}"), false, 0, 0, 0, 0, started.elapsed()));
+    let record_fail = |shared: &Shared| {
+        shared.with_stats(|s| {
+            s.record(
+                &format!("{db}.{table}"),
+                false,
+                Rows {
+                    total: 0,
+                    loaded: 0,
+                    filtered: 0,
+                    bytes: 0,
+                },
+                started.elapsed(),
+            )
+        })
+    };
 
     // 1. Authorization present.
     let auth = if matches!(fault, Some(FaultKind::BeIgnoresAuth)) {
@@ -258,7 +311,9 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
             record_fail(&shared);
             return fail(message.clone());
         }
-        Some(FaultKind::LabelAlreadyExists { existing_job_status }) => {
+        Some(FaultKind::LabelAlreadyExists {
+            existing_job_status,
+        }) => {
             record_fail(&shared);
             return Ok(json_ok(
                 LoadResult::new(
@@ -297,7 +352,9 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
             return fail(schema_message(&e));
         }
     };
-    let timeout_s = early.timeout_s.map_or(shared.cfg.default_timeout_s, u64::from);
+    let timeout_s = early
+        .timeout_s
+        .map_or(shared.cfg.default_timeout_s, u64::from);
     if !(1..=259_200).contains(&timeout_s) {
         record_fail(&shared);
         return fail(format!(
@@ -352,7 +409,11 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
         let reason = reason.to_owned();
         async move {
             if let Some(id) = abort_id {
-                if let Err(e) = shared.store.set_state(id, TxnState::Prepare, TxnState::Aborted, &reason).await {
+                if let Err(e) = shared
+                    .store
+                    .set_state(id, TxnState::Prepare, TxnState::Aborted, &reason)
+                    .await
+                {
                     tracing::warn!(error = %e, "aborting a transaction failed");
                 }
             }
@@ -384,7 +445,9 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
     }
     let read_at = Instant::now();
     let limit = if early.format == params::Format::Json
-        && !h.get("ignore_json_size").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        && !h
+            .get("ignore_json_size")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         limits(&shared).max_json
     } else {
@@ -448,11 +511,27 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
         }
         res.write_ms = ms(write_at.elapsed());
         res.load_ms = ms(started.elapsed());
-        shared.with_stats(|s| s.record(&key, ok, batch.total, res.loaded, batch.filtered, bytes, started.elapsed()));
+        shared.with_stats(|s| {
+            s.record(
+                &key,
+                ok,
+                Rows {
+                    total: batch.total,
+                    loaded: res.loaded,
+                    filtered: batch.filtered,
+                    bytes,
+                },
+                started.elapsed(),
+            )
+        });
         return Ok(json_ok(res.to_json()));
     };
 
-    if let Some(FaultKind::RunningLabel { finish_after_ms, finish_as }) = &fault {
+    if let Some(FaultKind::RunningLabel {
+        finish_after_ms,
+        finish_as,
+    }) = &fault
+    {
         let owned = batch.into_owned();
         let shared2 = shared.clone();
         let (schema2, plan2, txn2) = (schema.clone(), plan.clone(), txn.clone());
@@ -463,15 +542,30 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
                 Outcome::Aborted => {
                     let _ = shared2
                         .store
-                        .set_state(txn2.txn_id, TxnState::Prepare, TxnState::Aborted, "load failed (fault injection)")
+                        .set_state(
+                            txn2.txn_id,
+                            TxnState::Prepare,
+                            TxnState::Aborted,
+                            "load failed (fault injection)",
+                        )
                         .await;
                 }
                 Outcome::Visible => {
                     let counts = (owned.total, owned.filtered, bytes);
                     let name = error_log_name(txn2.txn_id);
                     let _ = save_errors(&shared2, &name, &owned.errors).await;
-                    if let Err(e) =
-                        apply_load(&shared2, &schema2, &plan2, &owned, &txn2, TxnState::Prepare, None, counts, &name).await
+                    if let Err(e) = apply_load(
+                        &shared2,
+                        &schema2,
+                        &plan2,
+                        &owned,
+                        &txn2,
+                        TxnState::Prepare,
+                        None,
+                        counts,
+                        &name,
+                    )
+                    .await
                     {
                         tracing::warn!(error = %e, "finishing a RUNNING label failed");
                     }
@@ -479,7 +573,17 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
             }
         });
         shared.track(h);
-        shared.with_stats(|s| s.record(&key, false, 0, 0, 0, bytes, started.elapsed()));
+        shared.with_stats(|s| {
+            s.record(
+                &key,
+                false,
+                Rows {
+                    bytes,
+                    ..Rows::default()
+                },
+                started.elapsed(),
+            )
+        });
         return Ok(json_ok(
             LoadResult::new(
                 &label,
@@ -518,7 +622,10 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
         .await
     };
     let ok = match outcome {
-        Ok(ApplyOutcome::Applied { filtered, errors: e }) => {
+        Ok(ApplyOutcome::Applied {
+            filtered,
+            errors: e,
+        }) => {
             errors.extend(e);
             res.filtered += filtered;
             res.loaded = res.total - res.filtered;
@@ -530,7 +637,10 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
             };
             true
         }
-        Ok(ApplyOutcome::TooManyFiltered { filtered, errors: e }) => {
+        Ok(ApplyOutcome::TooManyFiltered {
+            filtered,
+            errors: e,
+        }) => {
             errors.extend(e);
             res.filtered = filtered;
             res.message = "too many filtered rows".into();
@@ -550,7 +660,19 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
     res.error_url = save_errors(&shared, &log_name, &errors).await;
     res.write_ms = ms(write_at.elapsed());
     res.load_ms = ms(started.elapsed());
-    shared.with_stats(|s| s.record(&key, ok, res.total, res.loaded, res.filtered, bytes, started.elapsed()));
+    shared.with_stats(|s| {
+        s.record(
+            &key,
+            ok,
+            Rows {
+                total: res.total,
+                loaded: res.loaded,
+                filtered: res.filtered,
+                bytes,
+            },
+            started.elapsed(),
+        )
+    });
     match fault {
         Some(FaultKind::LostResponse) => return Err(DropConnection),
         Some(FaultKind::Delay {
@@ -582,7 +704,11 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
         other => {
             return txn_json(
                 TxnOp::Load,
-                TxnResp::new("INVALID_ARGUMENT", &label, format!("unsupport transaction operation {other}")),
+                TxnResp::new(
+                    "INVALID_ARGUMENT",
+                    &label,
+                    format!("unsupport transaction operation {other}"),
+                ),
             )
         }
     };
@@ -604,8 +730,14 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
         Some(FaultKind::Fail { message }) => {
             return txn_json(rop, TxnResp::new("INTERNAL_ERROR", &label, message.clone()))
         }
-        Some(FaultKind::LabelAlreadyExists { existing_job_status }) => {
-            let mut r = TxnResp::new("LABEL_ALREADY_EXISTS", &label, format!("Label [{label}] has already been used."));
+        Some(FaultKind::LabelAlreadyExists {
+            existing_job_status,
+        }) => {
+            let mut r = TxnResp::new(
+                "LABEL_ALREADY_EXISTS",
+                &label,
+                format!("Label [{label}] has already been used."),
+            );
             r.existing = Some(existing_job_status.clone());
             return txn_json(rop, r);
         }
@@ -617,7 +749,10 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
         _ => {}
     }
     if label.is_empty() {
-        return txn_json(rop, TxnResp::new("INVALID_ARGUMENT", &label, "Invalid label "));
+        return txn_json(
+            rop,
+            TxnResp::new("INVALID_ARGUMENT", &label, "Invalid label "),
+        );
     }
     let r = match kind {
         OpKind::TxnBegin => txn_begin(&shared, &h, &db, &table, &label, &fault).await,
@@ -708,7 +843,11 @@ async fn txn_begin(
             r
         }
         Err(BeginError::LabelExists(_, status)) => {
-            let mut r = TxnResp::new("LABEL_ALREADY_EXISTS", label, format!("Label [{label}] has already been used."));
+            let mut r = TxnResp::new(
+                "LABEL_ALREADY_EXISTS",
+                label,
+                format!("Label [{label}] has already been used."),
+            );
             r.existing = Some(status.to_owned());
             r
         }
@@ -766,14 +905,21 @@ async fn txn_load(
             TxnResp::new(
                 "INVALID_ARGUMENT",
                 label,
-                format!("Request table {table} not equal transaction table {}", t.table),
+                format!(
+                    "Request table {table} not equal transaction table {}",
+                    t.table
+                ),
             ),
         );
     }
     if !shared.try_busy(t.txn_id) {
         return txn_json(
             TxnOp::Load,
-            TxnResp::new("TXN_IN_PROCESSING", label, "Transaction in processing, please retry later"),
+            TxnResp::new(
+                "TXN_IN_PROCESSING",
+                label,
+                "Transaction in processing, please retry later",
+            ),
         );
     }
     let r = txn_load_locked(&shared, req, &h, &t, &fault, started).await;
@@ -830,13 +976,22 @@ async fn txn_load_locked(
         Some(FaultKind::DropMidBody { after_bytes }) => Some(*after_bytes),
         _ => None,
     };
-    let body = match read_body(req.into_body(), limits(shared).max_body, deadline, drop_after).await {
+    let body = match read_body(
+        req.into_body(),
+        limits(shared).max_body,
+        deadline,
+        drop_after,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(BodyError::Dropped) => {
             abort("the load connection was closed mid-body (fault injection)".into()).await;
             return Err(DropConnection);
         }
-        Err(BodyError::TooLarge(n)) => return Ok(abort(format!("body size {n} exceed limit")).await),
+        Err(BodyError::TooLarge(n)) => {
+            return Ok(abort(format!("body size {n} exceed limit")).await)
+        }
         Err(BodyError::Timeout) => return Ok(abort("transaction load timed out".into()).await),
         Err(BodyError::Io(e)) => return Ok(abort(format!("reading the body failed: {e}")).await),
     };
@@ -864,10 +1019,12 @@ async fn txn_load_locked(
         s.record(
             &format!("{}.{}", t.db, t.table),
             true,
-            batch.total,
-            batch.total - batch.filtered,
-            batch.filtered,
-            bytes,
+            Rows {
+                total: batch.total,
+                loaded: batch.total - batch.filtered,
+                filtered: batch.filtered,
+                bytes,
+            },
             started.elapsed(),
         )
     });
@@ -878,7 +1035,11 @@ async fn txn_load_locked(
             r.load_bytes = bytes;
             r
         }
-        Ok(false) => TxnResp::new("TXN_NOT_EXISTS", label, format!("Transaction with label {label} not exists")),
+        Ok(false) => TxnResp::new(
+            "TXN_NOT_EXISTS",
+            label,
+            format!("Transaction with label {label} not exists"),
+        ),
         Err(e) => TxnResp::new("INTERNAL_ERROR", label, e.to_string()),
     })
 }
@@ -890,11 +1051,20 @@ async fn txn_rollback(shared: &Shared, db: &str, label: &str) -> TxnResp {
     };
     match shared
         .store
-        .set_state(t.txn_id, TxnState::Prepare, TxnState::Aborted, "transaction is aborted by user.")
+        .set_state(
+            t.txn_id,
+            TxnState::Prepare,
+            TxnState::Aborted,
+            "transaction is aborted by user.",
+        )
         .await
     {
         Ok(true) => TxnResp::new("OK", label, ""),
-        Ok(false) => TxnResp::new("TXN_NOT_EXISTS", label, format!("transaction with label {label} not exists")),
+        Ok(false) => TxnResp::new(
+            "TXN_NOT_EXISTS",
+            label,
+            format!("transaction with label {label} not exists"),
+        ),
         Err(e) => TxnResp::new("INTERNAL_ERROR", label, e.to_string()),
     }
 }
@@ -909,16 +1079,29 @@ async fn txn_finish(shared: &Shared, h: &Headers, db: &str, label: &str, prepare
     let prepared_timeout = match h.get("prepared_timeout").filter(|v| !v.is_empty()) {
         Some(v) if prepare => match v.trim().parse::<u32>() {
             Ok(n) if n > 0 => u64::from(n),
-            _ => return TxnResp::new("INVALID_ARGUMENT", label, format!("Invalid prepared_timeout: {v}")),
+            _ => {
+                return TxnResp::new(
+                    "INVALID_ARGUMENT",
+                    label,
+                    format!("Invalid prepared_timeout: {v}"),
+                )
+            }
         },
         _ => shared.cfg.prepared_timeout_s,
     };
     if !shared.try_busy(t.txn_id) {
-        return TxnResp::new("TXN_IN_PROCESSING", label, "Transaction in processing, please retry later");
+        return TxnResp::new(
+            "TXN_IN_PROCESSING",
+            label,
+            "Transaction in processing, please retry later",
+        );
     }
     let r = async {
         let abort = |m: String| async move {
-            let _ = shared.store.set_state(t.txn_id, TxnState::Prepare, TxnState::Aborted, &m).await;
+            let _ = shared
+                .store
+                .set_state(t.txn_id, TxnState::Prepare, TxnState::Aborted, &m)
+                .await;
             TxnResp::new("INTERNAL_ERROR", label, m)
         };
         if t.loads == 0 {
@@ -926,7 +1109,10 @@ async fn txn_finish(shared: &Shared, h: &Headers, db: &str, label: &str, prepare
         }
         if ratio_exceeded(t.total, t.filtered, t.max_filter_ratio) {
             let mut r = abort("too many filtered rows".into()).await;
-            r.error_url = t.error_log.as_ref().map(|n| format!("{}/api/_load_error_log?file={n}", shared.be_base()));
+            r.error_url = t
+                .error_log
+                .as_ref()
+                .map(|n| format!("{}/api/_load_error_log?file={n}", shared.be_base()));
             return r;
         }
         let outcome = if prepare {
@@ -948,7 +1134,10 @@ async fn txn_finish(shared: &Shared, h: &Headers, db: &str, label: &str, prepare
                 r.loaded = t.total - t.filtered;
                 r.load_bytes = t.bytes;
                 r.load_ms = ms(started.elapsed());
-                r.error_url = t.error_log.as_ref().map(|n| format!("{}/api/_load_error_log?file={n}", shared.be_base()));
+                r.error_url = t
+                    .error_log
+                    .as_ref()
+                    .map(|n| format!("{}/api/_load_error_log?file={n}", shared.be_base()));
                 r
             }
             Err(m) => abort(m).await,
@@ -965,7 +1154,10 @@ pub async fn commit_txn(shared: &Shared, t: &Txn) -> Result<(), String> {
 }
 
 async fn commit_from(shared: &Shared, t: &Txn, from: TxnState) -> Result<(), String> {
-    let schema = shared.schema(&t.db, &t.table).await.map_err(|e| schema_message(&e))?;
+    let schema = shared
+        .schema(&t.db, &t.table)
+        .await
+        .map_err(|e| schema_message(&e))?;
     let params_text = t.params.clone().unwrap_or_default();
     let headers: Headers = params_text
         .lines()
@@ -985,21 +1177,51 @@ async fn commit_from(shared: &Shared, t: &Txn, from: TxnState) -> Result<(), Str
         ..Batch::default()
     };
     if !shared.cfg.discard {
-        let mut conn = shared.store.pool().get_conn().await.map_err(|e| e.to_string())?;
-        let mut tx = conn.start_transaction(rc()).await.map_err(|e| e.to_string())?;
-        let payloads = shared.store.staged_in(&mut tx, t.txn_id).await.map_err(|e| e.to_string())?;
+        let mut conn = shared
+            .store
+            .pool()
+            .get_conn()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tx = conn
+            .start_transaction(rc())
+            .await
+            .map_err(|e| e.to_string())?;
+        let payloads = shared
+            .store
+            .staged_in(&mut tx, t.txn_id)
+            .await
+            .map_err(|e| e.to_string())?;
         drop(tx);
         for p in payloads {
             decode_batch(&p, &mut batch)?;
         }
     }
-    let log = t.error_log.clone().unwrap_or_else(|| error_log_name(t.txn_id));
-    match apply_load(shared, &schema, &plan, &batch, t, from, None, (t.total, t.filtered, t.bytes), &log).await? {
+    let log = t
+        .error_log
+        .clone()
+        .unwrap_or_else(|| error_log_name(t.txn_id));
+    match apply_load(
+        shared,
+        &schema,
+        &plan,
+        &batch,
+        t,
+        from,
+        None,
+        (t.total, t.filtered, t.bytes),
+        &log,
+    )
+    .await?
+    {
         ApplyOutcome::Applied { errors, .. } => {
             let _ = save_errors(shared, &log, &errors).await;
             Ok(())
         }
         ApplyOutcome::TooManyFiltered { .. } => Err("too many filtered rows".into()),
-        ApplyOutcome::Aborted(reason) => Err(format!("transaction {} has been aborted: {reason}", t.txn_id)),
+        ApplyOutcome::Aborted(reason) => Err(format!(
+            "transaction {} has been aborted: {reason}",
+            t.txn_id
+        )),
     }
 }

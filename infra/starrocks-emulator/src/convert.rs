@@ -217,7 +217,8 @@ pub fn decode(buf: &[u8], pos: &mut usize) -> Result<Cell<'static>, String> {
             if t == 6 {
                 Cell::Bytes(Cow::Owned(bytes))
             } else {
-                let s = String::from_utf8(bytes).map_err(|_| "staged text is not UTF-8".to_owned())?;
+                let s =
+                    String::from_utf8(bytes).map_err(|_| "staged text is not UTF-8".to_owned())?;
                 if t == 5 {
                     Cell::Str(Cow::Owned(s))
                 } else {
@@ -264,10 +265,9 @@ pub fn convert_json<'a>(v: &Scalar<'a>, col: &Column) -> Result<Cell<'a>, ConvEr
         (SrType::Boolean, Scalar::Bool(b)) => Ok(Cell::Bool(*b)),
         (SrType::Boolean, Scalar::Number(n)) => match n.parse::<i128>() {
             Ok(i) => Ok(Cell::Bool(i != 0)),
-            Err(_) => n
-                .parse::<f64>()
-                .map(|f| Cell::Bool(f != 0.0))
-                .map_err(|_| ConvError::Cast(format!("Value is overflow. column={name}, value={n}"))),
+            Err(_) => n.parse::<f64>().map(|f| Cell::Bool(f != 0.0)).map_err(|_| {
+                ConvError::Cast(format!("Value is overflow. column={name}, value={n}"))
+            }),
         },
         (SrType::Boolean, Scalar::Str { text, .. }) => bool_from_text(text, col),
         (SrType::Boolean, _) => Err(ConvError::Cast(format!(
@@ -301,7 +301,11 @@ pub fn convert_text<'a>(text: &'a str, col: &Column) -> Result<Cell<'a>, ConvErr
     convert_text_value(Cow::Borrowed(text), col, true)
 }
 
-fn convert_text_value<'a>(text: Cow<'a, str>, col: &Column, from_csv: bool) -> Result<Cell<'a>, ConvError> {
+fn convert_text_value<'a>(
+    text: Cow<'a, str>,
+    col: &Column,
+    from_csv: bool,
+) -> Result<Cell<'a>, ConvError> {
     let name = &col.name;
     match &col.ty {
         SrType::Int { .. } => int_from_text(&text, col),
@@ -333,17 +337,23 @@ fn convert_text_value<'a>(text: Cow<'a, str>, col: &Column, from_csv: bool) -> R
         }
         SrType::Date => parse_datetime(&text)
             .map(|dt| Cell::Date(dt.date))
-            .ok_or_else(|| ConvError::Cast(format!("Invalid date value. column={name}, value={text}"))),
-        SrType::DateTime => parse_datetime(&text)
-            .map(Cell::DateTime)
-            .ok_or_else(|| ConvError::Cast(format!("Invalid datetime value. column={name}, value={text}"))),
+            .ok_or_else(|| {
+                ConvError::Cast(format!("Invalid date value. column={name}, value={text}"))
+            }),
+        SrType::DateTime => parse_datetime(&text).map(Cell::DateTime).ok_or_else(|| {
+            ConvError::Cast(format!(
+                "Invalid datetime value. column={name}, value={text}"
+            ))
+        }),
         SrType::Json => {
             if from_csv {
                 let ok = Reader::new(text.as_bytes())
                     .and_then(|mut r| r.value().map(|_| r.at_end()))
                     .unwrap_or(false);
                 if !ok {
-                    return Err(ConvError::Cast(format!("Failed to parse json. column={name}")));
+                    return Err(ConvError::Cast(format!(
+                        "Failed to parse json. column={name}"
+                    )));
                 }
             }
             Ok(Cell::Json(text))
@@ -433,7 +443,11 @@ fn bool_from_text<'a>(text: &str, col: &Column) -> Result<Cell<'a>, ConvError> {
 
 fn float_from_text<'a>(text: &str, col: &Column) -> Result<Cell<'a>, ConvError> {
     let t = text.trim();
-    let parsed = if is_decimal_text(t) { t.parse::<f64>().ok() } else { None };
+    let parsed = if is_decimal_text(t) {
+        t.parse::<f64>().ok()
+    } else {
+        None
+    };
     match parsed {
         Some(f) if f.is_finite() => {
             if col.ty == SrType::Float && f.abs() > f64::from(f32::MAX) {
@@ -556,7 +570,7 @@ fn days_in_month(y: u16, m: u8) -> u8 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         _ => 0,
     }
@@ -579,11 +593,19 @@ pub fn parse_datetime(text: &str) -> Option<DateTime> {
     let (date, compact_time) = if date_s.bytes().all(|b| b.is_ascii_digit()) {
         match date_s.len() {
             8 => (
-                (num(&date_s[..4], 4, 4)?, num(&date_s[4..6], 2, 2)?, num(&date_s[6..8], 2, 2)?),
+                (
+                    num(&date_s[..4], 4, 4)?,
+                    num(&date_s[4..6], 2, 2)?,
+                    num(&date_s[6..8], 2, 2)?,
+                ),
                 None,
             ),
             14 => (
-                (num(&date_s[..4], 4, 4)?, num(&date_s[4..6], 2, 2)?, num(&date_s[6..8], 2, 2)?),
+                (
+                    num(&date_s[..4], 4, 4)?,
+                    num(&date_s[4..6], 2, 2)?,
+                    num(&date_s[6..8], 2, 2)?,
+                ),
                 Some((
                     num(&date_s[8..10], 2, 2)?,
                     num(&date_s[10..12], 2, 2)?,
@@ -671,7 +693,9 @@ pub fn to_mysql(c: &Cell<'_>, ty: &SrType) -> mysql_async::Value {
         Cell::Str(s) | Cell::Json(s) => Value::Bytes(s.as_bytes().to_vec()),
         Cell::Bytes(b) => Value::Bytes(b.to_vec()),
         Cell::Date(d) => Value::Date(d.y, d.m, d.d, 0, 0, 0, 0),
-        Cell::DateTime(dt) => Value::Date(dt.date.y, dt.date.m, dt.date.d, dt.h, dt.mi, dt.s, dt.us),
+        Cell::DateTime(dt) => {
+            Value::Date(dt.date.y, dt.date.m, dt.date.d, dt.h, dt.mi, dt.s, dt.us)
+        }
     }
 }
 
@@ -688,13 +712,21 @@ pub fn from_mysql(v: &mysql_async::Value, ty: &SrType) -> Result<Cell<'static>, 
         (Value::Float(f), _) => Cell::Float(f64::from(*f)),
         (Value::Double(f), _) => Cell::Float(*f),
         (Value::Date(y, m, d, h, mi, s, us), SrType::DateTime) => Cell::DateTime(DateTime {
-            date: Date { y: *y, m: *m, d: *d },
+            date: Date {
+                y: *y,
+                m: *m,
+                d: *d,
+            },
             h: *h,
             mi: *mi,
             s: *s,
             us: *us,
         }),
-        (Value::Date(y, m, d, ..), _) => Cell::Date(Date { y: *y, m: *m, d: *d }),
+        (Value::Date(y, m, d, ..), _) => Cell::Date(Date {
+            y: *y,
+            m: *m,
+            d: *d,
+        }),
         (Value::Bytes(b), ty) => {
             let text = std::str::from_utf8(b).map_err(|_| bad());
             match ty {
@@ -706,7 +738,9 @@ pub fn from_mysql(v: &mysql_async::Value, ty: &SrType) -> Result<Cell<'static>, 
                 }
                 SrType::Int { .. } => Cell::Int(text?.trim().parse().map_err(|_| bad())?),
                 SrType::Boolean => Cell::Bool(text?.trim() != "0"),
-                SrType::Float | SrType::Double => Cell::Float(text?.trim().parse().map_err(|_| bad())?),
+                SrType::Float | SrType::Double => {
+                    Cell::Float(text?.trim().parse().map_err(|_| bad())?)
+                }
                 SrType::Date => Cell::Date(parse_datetime(text?).ok_or_else(bad)?.date),
                 SrType::DateTime => Cell::DateTime(parse_datetime(text?).ok_or_else(bad)?),
             }
@@ -745,13 +779,25 @@ mod tests {
     fn integers_follow_the_json_reader_rules() {
         let c = int("TINYINT", -128, 127);
         assert_eq!(convert_json(&Scalar::Number("127"), &c), Ok(Cell::Int(127)));
-        assert!(matches!(convert_json(&Scalar::Number("2000"), &c), Err(ConvError::Cast(_))));
+        assert!(matches!(
+            convert_json(&Scalar::Number("2000"), &c),
+            Err(ConvError::Cast(_))
+        ));
         assert_eq!(convert_json(&Scalar::Number("-1.9"), &c), Ok(Cell::Int(-1)));
         assert_eq!(convert_json(&s(" 12 "), &c), Ok(Cell::Int(12)));
         assert_eq!(convert_json(&s("1.5e1"), &c), Ok(Cell::Int(15)));
-        assert!(matches!(convert_json(&s("abc"), &c), Err(ConvError::Cast(_))));
-        assert!(matches!(convert_json(&s("nan"), &c), Err(ConvError::Cast(_))));
-        assert!(matches!(convert_json(&Scalar::Bool(true), &c), Err(ConvError::Cast(_))));
+        assert!(matches!(
+            convert_json(&s("abc"), &c),
+            Err(ConvError::Cast(_))
+        ));
+        assert!(matches!(
+            convert_json(&s("nan"), &c),
+            Err(ConvError::Cast(_))
+        ));
+        assert!(matches!(
+            convert_json(&Scalar::Bool(true), &c),
+            Err(ConvError::Cast(_))
+        ));
         let big = int("BIGINT", i128::from(i64::MIN), i128::from(i64::MAX));
         assert!(matches!(
             convert_json(&Scalar::Number("9223372036854775808"), &big),
@@ -765,9 +811,18 @@ mod tests {
         assert_eq!(convert_json(&s("abcd"), &c), Ok(Cell::Str("abcd".into())));
         // "éé" is 4 bytes, "ééé" is 6.
         assert!(convert_json(&s("éé"), &c).is_ok());
-        assert!(matches!(convert_json(&s("ééé"), &c), Err(ConvError::Reject(_))));
-        assert_eq!(convert_json(&Scalar::Bool(true), &c), Ok(Cell::Str("1".into())));
-        assert_eq!(convert_json(&Scalar::Number("1.50"), &c), Ok(Cell::Str("1.50".into())));
+        assert!(matches!(
+            convert_json(&s("ééé"), &c),
+            Err(ConvError::Reject(_))
+        ));
+        assert_eq!(
+            convert_json(&Scalar::Bool(true), &c),
+            Ok(Cell::Str("1".into()))
+        );
+        assert_eq!(
+            convert_json(&Scalar::Number("1.50"), &c),
+            Ok(Cell::Str("1.50".into()))
+        );
         let wide = col(SrType::Text { max_bytes: 100 });
         assert_eq!(
             convert_json(&Scalar::Compound("{ \"a\" : 1 }"), &wide),
@@ -801,7 +856,10 @@ mod tests {
         assert!(parse_datetime("2024-01-02 24:00:00").is_none());
         assert!(parse_datetime("2024-01-02T10:00:00Z").is_none());
         let c = col(SrType::Date);
-        assert!(matches!(convert_json(&s("bad"), &c), Err(ConvError::Cast(_))));
+        assert!(matches!(
+            convert_json(&s("bad"), &c),
+            Err(ConvError::Cast(_))
+        ));
     }
 
     #[test]
@@ -812,7 +870,13 @@ mod tests {
         assert!(convert_json(&s("maybe"), &b).is_err());
         let j = col(SrType::Json);
         assert_eq!(
-            convert_json(&Scalar::Str { raw: "\"x\"", text: "x".into() }, &j),
+            convert_json(
+                &Scalar::Str {
+                    raw: "\"x\"",
+                    text: "x".into()
+                },
+                &j
+            ),
             Ok(Cell::Json("\"x\"".into()))
         );
         assert!(convert_text("{bad", &j).is_err());
@@ -828,8 +892,18 @@ mod tests {
             Cell::Decimal(12345),
             Cell::Str("héllo".into()),
             Cell::Bytes(Cow::Owned(vec![0, 255])),
-            Cell::Date(Date { y: 2024, m: 1, d: 2 }),
-            Cell::DateTime(DateTime { date: Date { y: 1, m: 2, d: 3 }, h: 4, mi: 5, s: 6, us: 7 }),
+            Cell::Date(Date {
+                y: 2024,
+                m: 1,
+                d: 2,
+            }),
+            Cell::DateTime(DateTime {
+                date: Date { y: 1, m: 2, d: 3 },
+                h: 4,
+                mi: 5,
+                s: 6,
+                us: 7,
+            }),
             Cell::Json("{}".into()),
         ];
         let mut buf = Vec::new();

@@ -85,7 +85,11 @@ pub fn records<'a>(text: &'a str, o: &CsvOptions) -> Vec<(&'a str, Vec<Cow<'a, s
         }
         let rec_end = i.min(bytes.len());
         let raw = text.get(rec_start..rec_end).unwrap_or_default();
-        out.push((raw.strip_suffix(std::str::from_utf8(rd).unwrap_or("\n")).unwrap_or(raw), fields));
+        out.push((
+            raw.strip_suffix(std::str::from_utf8(rd).unwrap_or("\n"))
+                .unwrap_or(raw),
+            fields,
+        ));
     }
     out
 }
@@ -110,7 +114,11 @@ fn split_plain<'a>(rec: &'a str, o: &CsvOptions) -> Vec<Cow<'a, str>> {
             .find(bytes.get(start..).unwrap_or_default())
             .map_or(bytes.len(), |i| start + i);
         let f = rec.get(start..end).unwrap_or_default();
-        fields.push(Cow::Borrowed(if o.trim_space { f.trim_matches(' ') } else { f }));
+        fields.push(Cow::Borrowed(if o.trim_space {
+            f.trim_matches(' ')
+        } else {
+            f
+        }));
         if end >= bytes.len() {
             break;
         }

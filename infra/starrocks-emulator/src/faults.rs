@@ -219,7 +219,14 @@ impl FaultSpec {
             }
         };
         use OpKind::*;
-        let all_be = [StreamLoad, TxnBegin, TxnLoad, TxnPrepare, TxnCommit, TxnRollback];
+        let all_be = [
+            StreamLoad,
+            TxnBegin,
+            TxnLoad,
+            TxnPrepare,
+            TxnCommit,
+            TxnRollback,
+        ];
         match &self.kind {
             FaultKind::HttpStatus { status, at, .. } => {
                 if !(100..=599).contains(status) {
@@ -237,13 +244,17 @@ impl FaultSpec {
                 Ok(())
             }
             FaultKind::Fail { .. } | FaultKind::LostResponse => allowed(&all_be),
-            FaultKind::LabelAlreadyExists { existing_job_status } => {
+            FaultKind::LabelAlreadyExists {
+                existing_job_status,
+            } => {
                 if !["RUNNING", "FINISHED"].contains(&existing_job_status.as_str()) {
                     return Err("existing_job_status must be RUNNING or FINISHED".into());
                 }
                 allowed(&[StreamLoad, TxnBegin])
             }
-            FaultKind::PublishTimeout { .. } | FaultKind::RunningLabel { .. } => allowed(&[StreamLoad]),
+            FaultKind::PublishTimeout { .. } | FaultKind::RunningLabel { .. } => {
+                allowed(&[StreamLoad])
+            }
             FaultKind::DropMidBody { .. } => allowed(&[StreamLoad, TxnLoad]),
             FaultKind::RedirectDeadBe | FaultKind::BeIgnoresAuth => allowed(&all_be),
             FaultKind::FeError { .. } => Ok(()),
@@ -259,8 +270,12 @@ fn glob(pattern: &Option<String>, value: &str) -> bool {
 fn glob_match(p: &[u8], v: &[u8]) -> bool {
     match p.split_first() {
         None => v.is_empty(),
-        Some((b'*', rest)) => (0..=v.len()).any(|i| glob_match(rest, v.get(i..).unwrap_or_default())),
-        Some((c, rest)) => v.split_first().is_some_and(|(d, vr)| c == d && glob_match(rest, vr)),
+        Some((b'*', rest)) => {
+            (0..=v.len()).any(|i| glob_match(rest, v.get(i..).unwrap_or_default()))
+        }
+        Some((c, rest)) => v
+            .split_first()
+            .is_some_and(|(d, vr)| c == d && glob_match(rest, vr)),
     }
 }
 
@@ -308,7 +323,10 @@ impl Faults {
     /// (skipping FE faults, which a client talking to the BE directly never meets).
     pub fn take(&mut self, t: Target<'_>) -> Option<FaultKind> {
         let matches = |f: &FaultSpec| {
-            f.ops().contains(&t.op) && glob(&f.db, t.db) && glob(&f.table, t.table) && glob(&f.label, t.label)
+            f.ops().contains(&t.op)
+                && glob(&f.db, t.db)
+                && glob(&f.table, t.table)
+                && glob(&f.label, t.label)
         };
         let pos = match t.site {
             Site::Fe => {
@@ -358,10 +376,22 @@ mod tests {
             spec(r#"{"kind":"http_status","status":503,"count":2,"table":"ord*"}"#),
             spec(r#"{"kind":"lost_response"}"#),
         ]);
-        let t = |table| Target { site: Site::Be, op: OpKind::StreamLoad, db: "d", table, label: "l" };
+        let t = |table| Target {
+            site: Site::Be,
+            op: OpKind::StreamLoad,
+            db: "d",
+            table,
+            label: "l",
+        };
         assert!(matches!(q.take(t("users")), Some(FaultKind::LostResponse)));
-        assert!(matches!(q.take(t("orders")), Some(FaultKind::HttpStatus { status: 503, .. })));
-        assert!(matches!(q.take(t("orders")), Some(FaultKind::HttpStatus { .. })));
+        assert!(matches!(
+            q.take(t("orders")),
+            Some(FaultKind::HttpStatus { status: 503, .. })
+        ));
+        assert!(matches!(
+            q.take(t("orders")),
+            Some(FaultKind::HttpStatus { .. })
+        ));
         assert_eq!(q.take(t("orders")), None);
         assert!(q.list().is_empty());
         // Global order across sites: an FE fault behind a BE fault waits its turn.
@@ -369,7 +399,10 @@ mod tests {
             spec(r#"{"kind":"lost_response"}"#),
             spec(r#"{"kind":"fe_error","message":"x"}"#),
         ]);
-        let fe = Target { site: Site::Fe, ..t("t") };
+        let fe = Target {
+            site: Site::Fe,
+            ..t("t")
+        };
         assert_eq!(q.take(fe), None);
         assert!(matches!(q.take(t("t")), Some(FaultKind::LostResponse)));
         assert!(matches!(q.take(fe), Some(FaultKind::FeError { .. })));
@@ -377,11 +410,29 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert!(spec(r#"{"kind":"publish_timeout","ops":["txn_commit"]}"#).validate().is_err());
-        assert!(spec(r#"{"kind":"label_already_exists","existing_job_status":"DONE"}"#).validate().is_err());
-        assert!(spec(r#"{"kind":"http_status","status":500,"ops":["get_load_state"]}"#).validate().is_err());
-        assert!(spec(r#"{"kind":"http_status","status":500,"at":"fe","ops":["get_load_state"]}"#).validate().is_ok());
-        assert!(spec(r#"{"kind":"drop_mid_body","after_bytes":3,"ops":["txn_load"]}"#).validate().is_ok());
+        assert!(spec(r#"{"kind":"publish_timeout","ops":["txn_commit"]}"#)
+            .validate()
+            .is_err());
+        assert!(
+            spec(r#"{"kind":"label_already_exists","existing_job_status":"DONE"}"#)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            spec(r#"{"kind":"http_status","status":500,"ops":["get_load_state"]}"#)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            spec(r#"{"kind":"http_status","status":500,"at":"fe","ops":["get_load_state"]}"#)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            spec(r#"{"kind":"drop_mid_body","after_bytes":3,"ops":["txn_load"]}"#)
+                .validate()
+                .is_ok()
+        );
         assert!(glob_match(b"a*c", b"abbbc"));
         assert!(!glob_match(b"a*c", b"abbb"));
     }

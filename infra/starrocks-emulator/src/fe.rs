@@ -16,8 +16,8 @@ use mysql_async::prelude::Queryable;
 use crate::faults::{FaultKind, FeShape, OpKind, Site, Target};
 use crate::response::{fe_txn_result, load_state, rest_error, rest_ok, Entry};
 use crate::server::{
-    basic_auth, close, headers_of, json_ok, not_found, query_param, respond, segments, HandlerResult, Resp,
-    Shared,
+    basic_auth, close, headers_of, json_ok, not_found, query_param, respond, segments,
+    HandlerResult, Resp, Shared,
 };
 use crate::store::TxnState;
 
@@ -49,19 +49,25 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResul
 }
 
 /// FE authentication: 401 with `WWW-Authenticate` on missing or bad credentials.
-fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Result<(), Resp> {
+fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
     let h = headers_of(req);
     let msg = match basic_auth(&h) {
         None => "Need auth information.".to_owned(),
         Some((u, p)) if shared.valid_user(&u, &p) => return Ok(()),
-        Some((u, _)) => format!("Access denied for user '{u}'. Please check the username and password."),
+        Some((u, _)) => {
+            format!("Access denied for user '{u}'. Please check the username and password.")
+        }
     };
-    let mut r = respond(StatusCode::UNAUTHORIZED, "application/json", rest_error(&msg));
+    let mut r = respond(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        rest_error(&msg),
+    );
     r.headers_mut().insert(
         hyper::header::WWW_AUTHENTICATE,
         hyper::header::HeaderValue::from_static("Basic realm=\"\""),
     );
-    Err(r)
+    Err(Box::new(r))
 }
 
 fn expects_continue(req: &Request<Incoming>) -> bool {
@@ -83,7 +89,11 @@ async fn fe_fault(shared: &Shared, t: Target<'_>) -> Option<Resp> {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             None
         }
-        FaultKind::FeError { message, shape, status } => {
+        FaultKind::FeError {
+            message,
+            shape,
+            status,
+        } => {
             let body = match shape {
                 FeShape::Rest => rest_error(&message),
                 FeShape::Transaction => fe_txn_result("FAILED", &message, &[]),
@@ -95,7 +105,9 @@ async fn fe_fault(shared: &Shared, t: Target<'_>) -> Option<Resp> {
             ))
         }
         // The caller turns this into a redirect of its own path to a dead port.
-        FaultKind::RedirectDeadBe => Some(respond(StatusCode::TEMPORARY_REDIRECT, "text/plain", "")),
+        FaultKind::RedirectDeadBe => {
+            Some(respond(StatusCode::TEMPORARY_REDIRECT, "text/plain", ""))
+        }
         // Other kinds act on the BE and were not queued for the FE.
         _ => None,
     }
@@ -115,7 +127,9 @@ fn redirect(shared: &Shared, req: &Request<Incoming>, port: u16) -> Resp {
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let mut r = respond(StatusCode::TEMPORARY_REDIRECT, "text/plain", "");
-    if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("http://{}:{port}{pq}", shared.host)) {
+    if let Ok(v) =
+        hyper::header::HeaderValue::from_str(&format!("http://{}:{port}{pq}", shared.host))
+    {
         r.headers_mut().insert(hyper::header::LOCATION, v);
     }
     r
@@ -129,15 +143,26 @@ fn fix_dead_redirect(shared: &Shared, req: &Request<Incoming>, r: Resp) -> Resp 
     r
 }
 
-async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, table: &str) -> HandlerResult {
+async fn stream_load(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    db: &str,
+    table: &str,
+) -> HandlerResult {
     if req.method() != Method::PUT {
-        return Ok(close(respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Unsupported method")));
+        return Ok(close(respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "Unsupported method",
+        )));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(close(r));
+        return Ok(close(*r));
     }
     if req.version() >= Version::HTTP_11 && !expects_continue(&req) {
-        return Ok(close(json_ok(rest_error("There is no 100-continue header"))));
+        return Ok(close(json_ok(rest_error(
+            "There is no 100-continue header",
+        ))));
     }
     let label = headers_of(&req).get("label").cloned().unwrap_or_default();
     let t = Target {
@@ -160,9 +185,17 @@ async fn stream_load(shared: Arc<Shared>, req: Request<Incoming>, db: &str, tabl
 }
 
 async fn db_exists(shared: &Shared, db: &str) -> Result<bool, String> {
-    let mut c = shared.store.pool().get_conn().await.map_err(|e| e.to_string())?;
+    let mut c = shared
+        .store
+        .pool()
+        .get_conn()
+        .await
+        .map_err(|e| e.to_string())?;
     let r: Option<String> = c
-        .exec_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", (db,))
+        .exec_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            (db,),
+        )
         .await
         .map_err(|e| e.to_string())?;
     Ok(r.is_some())
@@ -170,10 +203,14 @@ async fn db_exists(shared: &Shared, db: &str) -> Result<bool, String> {
 
 async fn get_load_state(shared: Arc<Shared>, req: Request<Incoming>, db: &str) -> HandlerResult {
     if req.method() != Method::GET {
-        return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Unsupported method"));
+        return Ok(respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "Unsupported method",
+        ));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(r);
+        return Ok(*r);
     }
     let label = query_param(&req, "label").unwrap_or_default();
     let t = Target {
@@ -191,7 +228,11 @@ async fn get_load_state(shared: Arc<Shared>, req: Request<Incoming>, db: &str) -
     }
     match db_exists(&shared, db).await {
         Ok(true) => {}
-        Ok(false) => return Ok(json_ok(rest_error(&format!("unknown database, database={db}")))),
+        Ok(false) => {
+            return Ok(json_ok(rest_error(&format!(
+                "unknown database, database={db}"
+            ))))
+        }
         Err(e) => return Ok(json_ok(rest_error(&e))),
     }
     Ok(json_ok(match shared.store.get(db, &label).await {
@@ -201,12 +242,21 @@ async fn get_load_state(shared: Arc<Shared>, req: Request<Incoming>, db: &str) -
     }))
 }
 
-async fn cancel(shared: Arc<Shared>, req: Request<Incoming>, db: &str, path_label: &str) -> HandlerResult {
+async fn cancel(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    db: &str,
+    path_label: &str,
+) -> HandlerResult {
     if req.method() != Method::POST {
-        return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Unsupported method"));
+        return Ok(respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "Unsupported method",
+        ));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(r);
+        return Ok(*r);
     }
     // `?label=` wins over the path segment (the SDK sends /api/{db}/{table}/_cancel?label=).
     let label = query_param(&req, "label").unwrap_or_else(|| path_label.to_owned());
@@ -222,7 +272,11 @@ async fn cancel(shared: Arc<Shared>, req: Request<Incoming>, db: &str, path_labe
     }
     match db_exists(&shared, db).await {
         Ok(true) => {}
-        Ok(false) => return Ok(json_ok(rest_error(&format!("unknown database, database={db}")))),
+        Ok(false) => {
+            return Ok(json_ok(rest_error(&format!(
+                "unknown database, database={db}"
+            ))))
+        }
         Err(e) => return Ok(json_ok(rest_error(&e))),
     }
     let txn = match shared.store.get(db, &label).await {
@@ -230,13 +284,21 @@ async fn cancel(shared: Arc<Shared>, req: Request<Incoming>, db: &str, path_labe
         Err(e) => return Ok(json_ok(rest_error(&e.to_string()))),
     };
     let Some(txn) = txn else {
-        return Ok(json_ok(rest_error(&format!("transaction not found, label={label}"))));
+        return Ok(json_ok(rest_error(&format!(
+            "transaction not found, label={label}"
+        ))));
     };
     match txn.state {
         TxnState::Prepare | TxnState::Prepared => {
-            match shared.store.set_state(txn.txn_id, txn.state, TxnState::Aborted, "user cancel").await {
+            match shared
+                .store
+                .set_state(txn.txn_id, txn.state, TxnState::Aborted, "user cancel")
+                .await
+            {
                 Ok(true) => Ok(json_ok(rest_ok())),
-                Ok(false) => Ok(json_ok(rest_error("transaction state changed while cancelling, retry"))),
+                Ok(false) => Ok(json_ok(rest_error(
+                    "transaction state changed while cancelling, retry",
+                ))),
                 Err(e) => Ok(json_ok(rest_error(&e.to_string()))),
             }
         }
@@ -254,10 +316,14 @@ fn txn_failed(msg: &str) -> Resp {
 
 async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerResult {
     if req.method() != Method::POST && req.method() != Method::PUT {
-        return Ok(respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "Unsupported method"));
+        return Ok(respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "Unsupported method",
+        ));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(r);
+        return Ok(*r);
     }
     let kind = match op.to_ascii_lowercase().as_str() {
         "begin" => OpKind::TxnBegin,
@@ -298,7 +364,9 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
             Err(e) => return Ok(txn_failed(&e.to_string())),
         };
         let Some(t) = existing else {
-            return Ok(txn_failed(&format!("No transaction found by label {label}")));
+            return Ok(txn_failed(&format!(
+                "No transaction found by label {label}"
+            )));
         };
         let id = t.txn_id;
         let ok = |msg: String| {
@@ -317,7 +385,9 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
                 });
             }
             (OpKind::TxnCommit, TxnState::Committed | TxnState::Visible) => {
-                return Ok(ok(format!("Transaction {id} has already committed, label is {label}")));
+                return Ok(ok(format!(
+                    "Transaction {id} has already committed, label is {label}"
+                )));
             }
             (OpKind::TxnCommit, s) => {
                 return Ok(txn_failed(&format!(
@@ -327,7 +397,11 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
             }
             (_, TxnState::Prepared) => {
                 return Ok(
-                    match shared.store.set_state(id, TxnState::Prepared, TxnState::Aborted, "User Aborted").await {
+                    match shared
+                        .store
+                        .set_state(id, TxnState::Prepared, TxnState::Aborted, "User Aborted")
+                        .await
+                    {
                         Ok(true) => ok(String::new()),
                         Ok(false) => txn_failed("transaction state changed, retry"),
                         Err(e) => txn_failed(&e.to_string()),
@@ -335,7 +409,9 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
                 );
             }
             (_, TxnState::Aborted) => {
-                return Ok(ok(format!("Transaction {id} has already aborted, label is {label}")));
+                return Ok(ok(format!(
+                    "Transaction {id} has already aborted, label is {label}"
+                )));
             }
             (_, s) => {
                 return Ok(txn_failed(&format!(

@@ -499,7 +499,8 @@ impl<'a> Reader<'a> {
 
     /// The text between two absolute offsets (as returned by [`Reader::offset`]).
     pub fn text_between(&self, from: usize, to: usize) -> Option<&'a str> {
-        self.text.get(from.checked_sub(self.base)?..to.checked_sub(self.base)?)
+        self.text
+            .get(from.checked_sub(self.base)?..to.checked_sub(self.base)?)
     }
 
     /// True when only whitespace remains.
@@ -783,7 +784,13 @@ mod tests {
         let mut r = Reader::new(br#""a\n\"b\u00e9\ud83d\ude00""#).expect("utf8");
         let (_, s) = r.string().expect("string");
         assert_eq!(s, "a\n\"bé😀");
-        for bad in [r#""\ud83d""#, r#""\x""#, "\"a\u{1}\"", r#""abc"#, r#""\u12""#] {
+        for bad in [
+            r#""\ud83d""#,
+            r#""\x""#,
+            "\"a\u{1}\"",
+            r#""abc"#,
+            r#""\u12""#,
+        ] {
             let mut r = Reader::new(bad.as_bytes()).expect("utf8");
             assert!(r.string().is_err(), "{bad:?} must be rejected");
         }
@@ -840,7 +847,10 @@ mod tests {
 
     #[test]
     fn minifies_outside_strings_only() {
-        assert_eq!(minify(r#"{ "a" : [1, 2], "b": "x y" }"#), r#"{"a":[1,2],"b":"x y"}"#);
+        assert_eq!(
+            minify(r#"{ "a" : [1, 2], "b": "x y" }"#),
+            r#"{"a":[1,2],"b":"x y"}"#
+        );
         assert!(matches!(minify(r#"{"a":1}"#), Cow::Borrowed(_)));
     }
 
@@ -851,7 +861,10 @@ mod tests {
         let v = follow_path(raw, 0, &steps).expect("follow");
         assert!(matches!(v, Some(Scalar::Str { ref text, .. }) if text == "x"));
         let steps = parse_path("$['k']").expect("path");
-        assert_eq!(follow_path(raw, 0, &steps).expect("f"), Some(Scalar::Number("1")));
+        assert_eq!(
+            follow_path(raw, 0, &steps).expect("f"),
+            Some(Scalar::Number("1"))
+        );
         let steps = parse_path("$.missing.x").expect("path");
         assert_eq!(follow_path(raw, 0, &steps).expect("f"), None);
         assert!(parse_path("a.b").is_err());

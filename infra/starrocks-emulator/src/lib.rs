@@ -119,7 +119,8 @@ impl Emulator {
         let be_l = bind_one("BE", config.be_addr)?;
         let admin_l = bind_one("admin", config.admin_addr)?;
         let local = |l: &tokio::net::TcpListener, what: &'static str, addr: SocketAddr| {
-            l.local_addr().map_err(|source| StartError::Bind { what, addr, source })
+            l.local_addr()
+                .map_err(|source| StartError::Bind { what, addr, source })
         };
         let fe = local(&fe_l, "FE", config.fe_addr)?;
         let be = local(&be_l, "BE", config.be_addr)?;
@@ -133,7 +134,13 @@ impl Emulator {
             }
         });
         let mariadb_url = config.mariadb_url.clone();
-        let shared = Arc::new(Shared::new(config, store, host.clone(), fe.port(), be.port()));
+        let shared = Arc::new(Shared::new(
+            config,
+            store,
+            host.clone(),
+            fe.port(),
+            be.port(),
+        ));
         let (tx, rx) = watch::channel(false);
         let mut tasks = vec![
             tokio::spawn(serve(fe_l, shared.clone(), Role::Fe, rx.clone())),

@@ -11,7 +11,10 @@ use clap::Parser;
 use starrocks_emulator::{install_version_audit, mariadb_pool, Emulator, EmulatorConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "starrocks-emulator", about = "StarRocks Stream Load emulator backed by MariaDB")]
+#[command(
+    name = "starrocks-emulator",
+    about = "StarRocks Stream Load emulator backed by MariaDB"
+)]
 struct Cli {
     /// MariaDB URL, e.g. mysql://root@127.0.0.1:3306/
     #[arg(long, env = "EMULATOR_MARIADB_URL")]
@@ -92,7 +95,9 @@ async fn main() -> anyhow::Result<()> {
         }
         pool.disconnect().await.ok();
     }
-    let emu = Emulator::start(cfg).await.context("starting the emulator")?;
+    let emu = Emulator::start(cfg)
+        .await
+        .context("starting the emulator")?;
     println!(
         "{{\"ready\":true,\"fe_port\":{},\"be_port\":{},\"admin_port\":{},\"fe_url\":\"{}\"}}",
         emu.fe_port(),

@@ -42,12 +42,19 @@ fn get<'a>(h: &'a Headers, name: &str) -> Option<&'a str> {
 }
 
 /// Header checks that happen before the transaction begins.
-pub fn early(h: &Headers, content_length: Option<u64>, limits: BodyLimits) -> Result<EarlyParams, String> {
+pub fn early(
+    h: &Headers,
+    content_length: Option<u64>,
+    limits: BodyLimits,
+) -> Result<EarlyParams, String> {
     if let Some(v) = get(h, "enable_merge_commit") {
         match parse_bool(v) {
             Some(false) => {}
             Some(true) => {
-                return Err("enable_merge_commit=true (Merge Commit) is not supported by the emulator".into())
+                return Err(
+                    "enable_merge_commit=true (Merge Commit) is not supported by the emulator"
+                        .into(),
+                )
             }
             None => {
                 return Err(format!(
@@ -73,7 +80,9 @@ pub fn early(h: &Headers, content_length: Option<u64>, limits: BodyLimits) -> Re
                 .iter()
                 .any(|c| f.eq_ignore_ascii_case(c)) =>
         {
-            return Err(format!("compressed CSV (format={f}) is not supported by the emulator"))
+            return Err(format!(
+                "compressed CSV (format={f}) is not supported by the emulator"
+            ))
         }
         Some(f) => return Err(format!("unknown data format, format={f}")),
     };
@@ -90,7 +99,11 @@ pub fn early(h: &Headers, content_length: Option<u64>, limits: BodyLimits) -> Re
     }
     let timeout_s = match get(h, "timeout") {
         None => None,
-        Some(t) => Some(t.trim().parse::<u32>().map_err(|_| "Invalid timeout format".to_owned())?),
+        Some(t) => Some(
+            t.trim()
+                .parse::<u32>()
+                .map_err(|_| "Invalid timeout format".to_owned())?,
+        ),
     };
     Ok(EarlyParams { format, timeout_s })
 }
@@ -246,14 +259,19 @@ const PLAN_HEADERS: &[&str] = &[
 /// Parses `\t`, `\x0D0A`-style and plain separators.
 pub fn parse_separator(v: &str) -> Result<Vec<u8>, String> {
     let lower = v.to_ascii_lowercase();
-    let hex = lower.strip_prefix("\\x").or_else(|| lower.strip_prefix("\\\\x"));
+    let hex = lower
+        .strip_prefix("\\x")
+        .or_else(|| lower.strip_prefix("\\\\x"));
     if let Some(h) = hex {
         if h.is_empty() || h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("invalid hex separator: {v}"));
         }
         return (0..h.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(h.get(i..i + 2).unwrap_or("zz"), 16).map_err(|_| format!("invalid hex separator: {v}")))
+            .map(|i| {
+                u8::from_str_radix(h.get(i..i + 2).unwrap_or("zz"), 16)
+                    .map_err(|_| format!("invalid hex separator: {v}"))
+            })
             .collect();
     }
     let s = match v {
@@ -317,12 +335,21 @@ fn is_ident(s: &str) -> bool {
         .strip_prefix('`')
         .and_then(|x| x.strip_suffix('`'))
         .unwrap_or(t);
-    !inner.is_empty() && inner.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+    !inner.is_empty()
+        && inner
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
 }
 
 /// Builds the plan for a load into `schema` (FE planning; errors abort the load).
 pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPlan, String> {
-    for unsupported in ["where", "partitions", "temporary_partitions", "compression", "content-encoding"] {
+    for unsupported in [
+        "where",
+        "partitions",
+        "temporary_partitions",
+        "compression",
+        "content-encoding",
+    ] {
         if get(h, unsupported).is_some() {
             return Err(format!(
                 "the '{unsupported}' header is not supported by the emulator (see its README)"
@@ -330,7 +357,9 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
         }
     }
     if get(h, "envelope").is_some() {
-        return Err("the 'envelope' header is not supported by the emulator (see its README)".into());
+        return Err(
+            "the 'envelope' header is not supported by the emulator (see its README)".into(),
+        );
     }
     let skip_header = match get(h, "skip_header") {
         None => 0,
@@ -339,7 +368,8 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
                 .trim()
                 .parse()
                 .map_err(|_| "Invalid csv load skip_header format".to_owned())?;
-            u64::try_from(n).map_err(|_| "skip_header must be equal or greater than 0".to_owned())?
+            u64::try_from(n)
+                .map_err(|_| "skip_header must be equal or greater than 0".to_owned())?
         }
     };
     let trim_space = match get(h, "trim_space") {
@@ -372,7 +402,8 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
             return Err("log_rejected_record_num must be equal or greater than -1".into());
         }
     }
-    let strip_outer_array = get(h, "strip_outer_array").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let strip_outer_array =
+        get(h, "strip_outer_array").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let partial = match get(h, "partial_update") {
         None => false,
         Some(v) if v.eq_ignore_ascii_case("true") => true,
@@ -401,9 +432,14 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
     };
     let jsonpaths = match get(h, "jsonpaths") {
         Some(p) if format == Format::Json => {
-            let list: Vec<String> = sonic_rs::from_str(p)
-                .map_err(|_| format!("Invalid jsonpaths: {p}. It must be a JSON array of strings"))?;
-            Some(list.iter().map(|s| parse_path(s)).collect::<Result<Vec<_>, _>>()?)
+            let list: Vec<String> = sonic_rs::from_str(p).map_err(|_| {
+                format!("Invalid jsonpaths: {p}. It must be a JSON array of strings")
+            })?;
+            Some(
+                list.iter()
+                    .map(|s| parse_path(s))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
         }
         _ => None,
     };
@@ -440,7 +476,9 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
                 match item.split_once('=') {
                     None => {
                         if !is_ident(item) {
-                            return Err(format!("invalid column name in the columns header: {item}"));
+                            return Err(format!(
+                                "invalid column name in the columns header: {item}"
+                            ));
                         }
                         let name = unquote_ident(item);
                         sources.push(name.clone());
@@ -474,9 +512,9 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
                     };
                     continue;
                 }
-                let col = schema.index(&target).ok_or_else(|| {
-                    format!("Unknown column '{target}' in '{}'", schema.table)
-                })?;
+                let col = schema
+                    .index(&target)
+                    .ok_or_else(|| format!("Unknown column '{target}' in '{}'", schema.table))?;
                 match from_source {
                     Some(src) => set_dest(&mut dest, col, src),
                     None => {
@@ -521,7 +559,9 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
     if partial && !pk {
         return Err("partial update is only supported by Primary Key tables".into());
     }
-    let unlisted: Vec<usize> = (0..schema.columns.len()).filter(|c| loaded(*c).is_none()).collect();
+    let unlisted: Vec<usize> = (0..schema.columns.len())
+        .filter(|c| loaded(*c).is_none())
+        .collect();
     if !partial {
         for &c in &unlisted {
             let col = &schema.columns[c];
@@ -540,7 +580,9 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
                 .index(m.trim())
                 .ok_or_else(|| format!("Merge condition column {m} does not exist"))?;
             if schema.columns[col].is_key {
-                return Err(format!("Merge condition column {m} should not be a primary key column"));
+                return Err(format!(
+                    "Merge condition column {m} should not be a primary key column"
+                ));
             }
             Some(loaded(col).ok_or_else(|| {
                 format!("Merge condition column {m} is not loaded; the emulator requires it in the columns header")
@@ -549,7 +591,9 @@ pub fn plan(h: &Headers, format: Format, schema: &TableSchema) -> Result<LoadPla
     };
     if let Some(mode) = get(h, "partial_update_mode") {
         if !["row", "column", "auto"].contains(&mode) {
-            return Err(format!("Invalid partial_update_mode: {mode}. Valid values: row, column, auto"));
+            return Err(format!(
+                "Invalid partial_update_mode: {mode}. Valid values: row, column, auto"
+            ));
         }
     }
     let mut source_index = HashMap::new();
@@ -607,7 +651,11 @@ mod tests {
     fn schema() -> TableSchema {
         let col = |name: &str, key: bool, nullable: bool, has_default: bool| Column {
             name: name.into(),
-            ty: SrType::Int { min: 0, max: 10, name: "INT" },
+            ty: SrType::Int {
+                min: 0,
+                max: 10,
+                name: "INT",
+            },
             nullable,
             has_default,
             is_key: key,
@@ -616,12 +664,19 @@ mod tests {
         TableSchema::new(
             "db",
             "t",
-            vec![col("id", true, false, false), col("v", false, true, true), col("w", false, false, false)],
+            vec![
+                col("id", true, false, false),
+                col("v", false, true, true),
+                col("w", false, false, false),
+            ],
         )
     }
 
     fn h(pairs: &[(&str, &str)]) -> Headers {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -640,11 +695,22 @@ mod tests {
         assert_eq!(p.op, OpSource::Field(3));
         let e = plan(&h(&[("columns", "id,v")]), Format::Json, &s).expect_err("w has no default");
         assert!(e.contains("Column has no default value. column: w"), "{e}");
-        let p = plan(&h(&[("columns", "id,v"), ("partial_update", "true")]), Format::Json, &s).expect("partial");
+        let p = plan(
+            &h(&[("columns", "id,v"), ("partial_update", "true")]),
+            Format::Json,
+            &s,
+        )
+        .expect("partial");
         assert!(p.partial);
-        let e = plan(&h(&[("columns", "v"), ("partial_update", "true")]), Format::Json, &s).expect_err("key");
+        let e = plan(
+            &h(&[("columns", "v"), ("partial_update", "true")]),
+            Format::Json,
+            &s,
+        )
+        .expect_err("key");
         assert!(e.contains("primary key"), "{e}");
-        let p = plan(&h(&[("columns", "id,v,w,__op='delete'")]), Format::Csv, &s).expect("const op");
+        let p =
+            plan(&h(&[("columns", "id,v,w,__op='delete'")]), Format::Csv, &s).expect("const op");
         assert_eq!(p.op, OpSource::Const(Op::Delete));
         let e = plan(&h(&[("columns", "id,v,w=v*2")]), Format::Csv, &s).expect_err("expr");
         assert!(e.contains("expressions"), "{e}");
@@ -657,9 +723,17 @@ mod tests {
 
     #[test]
     fn early_checks() {
-        let lim = BodyLimits { max_body: 100, max_json: 10 };
+        let lim = BodyLimits {
+            max_body: 100,
+            max_json: 10,
+        };
         assert!(early(&h(&[("format", "JSON")]), Some(11), lim).is_err());
-        assert!(early(&h(&[("format", "json"), ("ignore_json_size", "true")]), Some(11), lim).is_ok());
+        assert!(early(
+            &h(&[("format", "json"), ("ignore_json_size", "true")]),
+            Some(11),
+            lim
+        )
+        .is_ok());
         assert!(early(&h(&[("format", "parquet")]), None, lim).is_err());
         assert_eq!(
             early(&h(&[("timeout", "x")]), None, lim).expect_err("timeout"),

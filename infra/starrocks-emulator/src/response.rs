@@ -24,7 +24,8 @@ impl Pretty {
     }
 
     fn key(&mut self, k: &str) {
-        self.out.push_str(if self.any { ",\n    " } else { "\n    " });
+        self.out
+            .push_str(if self.any { ",\n    " } else { "\n    " });
         self.any = true;
         push_json_str(&mut self.out, k);
         self.out.push_str(": ");
@@ -149,7 +150,9 @@ impl LoadResult {
     /// `to_json`.
     pub fn to_json(&self) -> String {
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let mut p = Pretty::new().int("TxnId", self.txn_id).str("Label", &self.label);
+        let mut p = Pretty::new()
+            .int("TxnId", self.txn_id)
+            .str("Label", &self.label);
         p = match &self.status {
             LoadStatus::Success => p.str("Status", "Success"),
             LoadStatus::PublishTimeout => p.str("Status", "Publish Timeout"),
@@ -246,7 +249,10 @@ impl TxnResp {
         let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let mut p = Pretty::new().str("Status", self.code);
         if self.code == "LABEL_ALREADY_EXISTS" {
-            p = p.str("ExistingJobStatus", self.existing.as_deref().unwrap_or("RUNNING"));
+            p = p.str(
+                "ExistingJobStatus",
+                self.existing.as_deref().unwrap_or("RUNNING"),
+            );
         } else if self.code == "TXN_IN_PROCESSING" {
             p = p.str("Label", &self.label);
         }
@@ -340,7 +346,11 @@ mod tests {
 
     #[test]
     fn stream_load_keys_are_in_starrocks_order() {
-        let mut r = LoadResult::new("l1", LoadStatus::LabelAlreadyExists("FINISHED".into()), "Label [l1] has already been used.");
+        let mut r = LoadResult::new(
+            "l1",
+            LoadStatus::LabelAlreadyExists("FINISHED".into()),
+            "Label [l1] has already been used.",
+        );
         r.error_url = Some("http://h/api/_load_error_log?file=x".into());
         let j = r.to_json();
         let keys: Vec<&str> = j
@@ -351,10 +361,23 @@ mod tests {
         assert_eq!(
             keys,
             [
-                "TxnId", "Label", "Status", "ExistingJobStatus", "Message", "NumberTotalRows",
-                "NumberLoadedRows", "NumberFilteredRows", "NumberUnselectedRows", "LoadBytes",
-                "LoadTimeMs", "BeginTxnTimeMs", "StreamLoadPlanTimeMs", "ReadDataTimeMs",
-                "WriteDataTimeMs", "CommitAndPublishTimeMs", "ErrorURL"
+                "TxnId",
+                "Label",
+                "Status",
+                "ExistingJobStatus",
+                "Message",
+                "NumberTotalRows",
+                "NumberLoadedRows",
+                "NumberFilteredRows",
+                "NumberUnselectedRows",
+                "LoadBytes",
+                "LoadTimeMs",
+                "BeginTxnTimeMs",
+                "StreamLoadPlanTimeMs",
+                "ReadDataTimeMs",
+                "WriteDataTimeMs",
+                "CommitAndPublishTimeMs",
+                "ErrorURL"
             ]
         );
         let v: sonic_rs::Value = sonic_rs::from_str(&j).expect("valid json");

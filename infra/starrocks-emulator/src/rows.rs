@@ -97,7 +97,11 @@ pub enum ScanError {
 }
 
 /// Reads and converts every row of `body`.
-pub fn scan<'a>(body: &'a [u8], plan: &LoadPlan, schema: &TableSchema) -> Result<Batch<'a>, ScanError> {
+pub fn scan<'a>(
+    body: &'a [u8],
+    plan: &LoadPlan,
+    schema: &TableSchema,
+) -> Result<Batch<'a>, ScanError> {
     scan_with(body, plan, schema, true)
 }
 
@@ -237,7 +241,10 @@ fn convert_row<'a>(
             Some(v) => match op_value(v) {
                 Some(op) => op,
                 None => {
-                    batch.reject("Invalid value of __op; 0 (upsert) or 1 (delete) expected", raw);
+                    batch.reject(
+                        "Invalid value of __op; 0 (upsert) or 1 (delete) expected",
+                        raw,
+                    );
                     return;
                 }
             },
@@ -286,7 +293,10 @@ fn convert_row<'a>(
     batch.ops.push(op);
 }
 
-fn convert_text_cow<'a>(text: &Cow<'a, str>, col: &crate::schema::Column) -> Result<Cell<'a>, ConvError> {
+fn convert_text_cow<'a>(
+    text: &Cow<'a, str>,
+    col: &crate::schema::Column,
+) -> Result<Cell<'a>, ConvError> {
     match text {
         Cow::Borrowed(s) => convert_text(s, col),
         Cow::Owned(s) => convert_text(s, col).map(Cell::into_owned),
@@ -322,7 +332,10 @@ fn scan_csv<'a>(
     let records = crate::csv::records(text, &plan.csv);
     let nsrc = plan.sources.len();
     let mut vals: Vec<Option<Scalar<'a>>> = vec![None; nsrc];
-    for (raw, fields) in records.into_iter().skip(usize::try_from(plan.csv.skip_header).unwrap_or(usize::MAX)) {
+    for (raw, fields) in records
+        .into_iter()
+        .skip(usize::try_from(plan.csv.skip_header).unwrap_or(usize::MAX))
+    {
         batch.total += 1;
         if fields.len() != nsrc {
             batch.reject(
@@ -365,15 +378,36 @@ mod tests {
             "db",
             "t",
             vec![
-                c("id", SrType::Int { min: -100, max: 100, name: "TINYINT" }, true, false),
+                c(
+                    "id",
+                    SrType::Int {
+                        min: -100,
+                        max: 100,
+                        name: "TINYINT",
+                    },
+                    true,
+                    false,
+                ),
                 c("name", SrType::Text { max_bytes: 5 }, false, true),
-                c("n", SrType::Int { min: -100, max: 100, name: "TINYINT" }, false, false),
+                c(
+                    "n",
+                    SrType::Int {
+                        min: -100,
+                        max: 100,
+                        name: "TINYINT",
+                    },
+                    false,
+                    false,
+                ),
             ],
         )
     }
 
     fn h(pairs: &[(&str, &str)]) -> Headers {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -391,19 +425,37 @@ mod tests {
         assert_eq!(b.total, 7);
         assert_eq!(b.len(), 2, "{:?}", b.errors);
         assert_eq!(b.filtered, 5);
-        assert_eq!(b.row(0), &[Cell::Int(1), Cell::Str("a".into()), Cell::Int(5)]);
+        assert_eq!(
+            b.row(0),
+            &[Cell::Int(1), Cell::Str("a".into()), Cell::Int(5)]
+        );
         // Non-strict: "x" becomes NULL, and NULL in the NOT NULL column n filters row 4;
         // row 5 is a delete.
         assert_eq!(b.ops, vec![Op::Upsert, Op::Delete]);
-        assert!(b.errors.iter().any(|e| e.contains("too long")), "{:?}", b.errors);
-        assert!(b.errors.iter().any(|e| e.contains("non-nullable column 'n'")), "{:?}", b.errors);
+        assert!(
+            b.errors.iter().any(|e| e.contains("too long")),
+            "{:?}",
+            b.errors
+        );
+        assert!(
+            b.errors
+                .iter()
+                .any(|e| e.contains("non-nullable column 'n'")),
+            "{:?}",
+            b.errors
+        );
     }
 
     #[test]
     fn strict_mode_filters_cast_failures() {
         let s = schema();
         let body = br#"{"id":1,"name":5,"n":1}{"id":2,"name":"x","n":1}"#;
-        let p = plan(&h(&[("columns", "id,name,n"), ("strict_mode", "true")]), Format::Json, &s).expect("plan");
+        let p = plan(
+            &h(&[("columns", "id,name,n"), ("strict_mode", "true")]),
+            Format::Json,
+            &s,
+        )
+        .expect("plan");
         let b = scan(body, &p, &s).expect("scan");
         assert_eq!(b.len(), 2);
         let body = br#"{"id":1,"name":"a","n":1000}"#;
@@ -422,7 +474,12 @@ mod tests {
     #[test]
     fn csv_rows() {
         let s = schema();
-        let p = plan(&h(&[("column_separator", ","), ("columns", "id,name,n,__op")]), Format::Csv, &s).expect("plan");
+        let p = plan(
+            &h(&[("column_separator", ","), ("columns", "id,name,n,__op")]),
+            Format::Csv,
+            &s,
+        )
+        .expect("plan");
         let b = scan(b"1,a,2,0\n2,\\N,3,1\n3,x\n", &p, &s).expect("scan");
         assert_eq!(b.total, 3);
         assert_eq!(b.len(), 2);

@@ -230,8 +230,19 @@ pub async fn load_schema(
         Vec::new()
     };
     let mut columns = Vec::with_capacity(rows.len());
-    for (name, data_type, column_type, nullable, default, key, char_len, prec, scale, collation, extra) in
-        rows
+    for (
+        name,
+        data_type,
+        column_type,
+        nullable,
+        default,
+        key,
+        char_len,
+        prec,
+        scale,
+        collation,
+        extra,
+    ) in rows
     {
         let extra_l = extra.to_ascii_lowercase();
         if extra_l.contains("generated") {
@@ -311,8 +322,18 @@ pub fn map_type(
     match dt.as_str() {
         "tinyint" if ct.starts_with("tinyint(1)") && !unsigned => Some(SrType::Boolean),
         "boolean" | "bool" => Some(SrType::Boolean),
-        "tinyint" => int(-128, 127, 255, if unsigned { "SMALLINT" } else { "TINYINT" }),
-        "smallint" => int(-32768, 32767, 65535, if unsigned { "INT" } else { "SMALLINT" }),
+        "tinyint" => int(
+            -128,
+            127,
+            255,
+            if unsigned { "SMALLINT" } else { "TINYINT" },
+        ),
+        "smallint" => int(
+            -32768,
+            32767,
+            65535,
+            if unsigned { "INT" } else { "SMALLINT" },
+        ),
         "mediumint" => int(-8_388_608, 8_388_607, 16_777_215, "INT"),
         "int" | "integer" => int(
             i128::from(i32::MIN),
@@ -329,14 +350,18 @@ pub fn map_type(
         "float" => Some(SrType::Float),
         "double" | "real" => Some(SrType::Double),
         "decimal" | "numeric" => Some(SrType::Decimal {
-            precision: u32::try_from(precision.unwrap_or(10)).unwrap_or(38).clamp(1, 38),
+            precision: u32::try_from(precision.unwrap_or(10))
+                .unwrap_or(38)
+                .clamp(1, 38),
             scale: u32::try_from(scale.unwrap_or(0)).unwrap_or(0).min(38),
         }),
         "varchar" | "char" => Some(SrType::Text { max_bytes: len(1) }),
         "tinytext" => Some(SrType::Text { max_bytes: 255 }),
         "text" => Some(SrType::Text { max_bytes: 65533 }),
         "mediumtext" | "longtext" if is_json => Some(SrType::Json),
-        "mediumtext" | "longtext" => Some(SrType::Text { max_bytes: 1_048_576 }),
+        "mediumtext" | "longtext" => Some(SrType::Text {
+            max_bytes: 1_048_576,
+        }),
         "json" => Some(SrType::Json),
         "varbinary" | "binary" => Some(SrType::Binary { max_bytes: len(1) }),
         "tinyblob" => Some(SrType::Binary { max_bytes: 255 }),
@@ -362,7 +387,11 @@ mod tests {
         );
         assert!(matches!(
             map_type("tinyint", "tinyint(4)", None, None, None, false),
-            Some(SrType::Int { min: -128, max: 127, .. })
+            Some(SrType::Int {
+                min: -128,
+                max: 127,
+                ..
+            })
         ));
         assert!(matches!(
             map_type("bigint", "bigint(20) unsigned", None, None, None, false),
@@ -370,7 +399,10 @@ mod tests {
         ));
         assert_eq!(
             map_type("decimal", "decimal(10,2)", None, Some(10), Some(2), false),
-            Some(SrType::Decimal { precision: 10, scale: 2 })
+            Some(SrType::Decimal {
+                precision: 10,
+                scale: 2
+            })
         );
         assert_eq!(
             map_type("varchar", "varchar(8)", Some(8), None, None, false),

@@ -1,7 +1,6 @@
 //! Listeners, shared state and HTTP plumbing common to the FE, BE and admin ports.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +38,10 @@ impl std::error::Error for DropConnection {}
 /// A handler's outcome.
 pub type HandlerResult = Result<Resp, DropConnection>;
 
+type TableKey = (String, String);
+type SchemaCache = HashMap<TableKey, (Instant, Arc<TableSchema>)>;
+type TableLocks = HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>;
+
 /// State shared by every listener.
 #[derive(Debug)]
 pub struct Shared {
@@ -56,8 +59,8 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     /// Statistics.
     pub stats: Mutex<Stats>,
-    schemas: Mutex<HashMap<(String, String), (Instant, Arc<TableSchema>)>>,
-    table_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    schemas: Mutex<SchemaCache>,
+    table_locks: Mutex<TableLocks>,
     /// Transactions with a request in progress (`TXN_IN_PROCESSING`).
     pub busy_txns: Mutex<HashSet<i64>>,
     /// Background work (RUNNING labels) to stop at shutdown.
@@ -70,7 +73,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Shared {
     /// Builds the shared state.
-    pub fn new(cfg: EmulatorConfig, store: Store, host: String, fe_port: u16, be_port: u16) -> Self {
+    pub fn new(
+        cfg: EmulatorConfig,
+        store: Store,
+        host: String,
+        fe_port: u16,
+        be_port: u16,
+    ) -> Self {
         Shared {
             cfg,
             store,
@@ -103,11 +112,11 @@ impl Shared {
 
     /// The schema of `db.table`, read from MariaDB (or the cache in discard mode).
     pub async fn schema(&self, db: &str, table: &str) -> Result<Arc<TableSchema>, SchemaError> {
-        let ttl = Duration::from_millis(
-            self.cfg
-                .schema_cache_ms
-                .unwrap_or(if self.cfg.discard { 1000 } else { 0 }),
-        );
+        let ttl = Duration::from_millis(self.cfg.schema_cache_ms.unwrap_or(if self.cfg.discard {
+            1000
+        } else {
+            0
+        }));
         let key = (db.to_owned(), table.to_owned());
         if !ttl.is_zero() {
             if let Some((at, s)) = lock(&self.schemas).get(&key) {
@@ -162,7 +171,10 @@ impl Shared {
         if self.cfg.users.is_empty() {
             return user == "root" && password.is_empty();
         }
-        self.cfg.users.iter().any(|(u, p)| u == user && p == password)
+        self.cfg
+            .users
+            .iter()
+            .any(|(u, p)| u == user && p == password)
     }
 
     /// `http://host:be_port`
@@ -213,7 +225,9 @@ pub fn basic_auth(h: &Headers) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_owned(), p.to_owned()))
@@ -346,7 +360,12 @@ async fn dispatch(shared: Arc<Shared>, role: Role, req: Request<Incoming>) -> Ha
 }
 
 /// Accepts connections until `shutdown` fires.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    role: Role,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             biased;
@@ -389,6 +408,3 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, role: Role, mut s
 pub fn not_found() -> Resp {
     respond(StatusCode::NOT_FOUND, "text/plain", "Not Found")
 }
-
-/// Infallible alias kept for handler signatures that cannot drop connections.
-pub type Never = Infallible;

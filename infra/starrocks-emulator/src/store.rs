@@ -211,7 +211,8 @@ impl Store {
         };
         let m = &store.meta;
         let mut c = store.pool.get_conn().await?;
-        c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {m}")).await?;
+        c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {m}"))
+            .await?;
         c.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {m}.txns (
                 txn_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
@@ -300,18 +301,25 @@ impl Store {
         .await?;
         let horizon = now - self.label_keep_ms;
         c.exec_drop(
-            format!("DELETE FROM {m}.txns WHERE state IN ('VISIBLE', 'ABORTED') AND finished_ms < ?"),
+            format!(
+                "DELETE FROM {m}.txns WHERE state IN ('VISIBLE', 'ABORTED') AND finished_ms < ?"
+            ),
             (horizon,),
         )
         .await?;
-        c.exec_drop(format!("DELETE FROM {m}.error_logs WHERE created_ms < ?"), (horizon,))
-            .await?;
+        c.exec_drop(
+            format!("DELETE FROM {m}.error_logs WHERE created_ms < ?"),
+            (horizon,),
+        )
+        .await?;
         Ok(())
     }
 
     fn row_to_txn(row: mysql_async::Row) -> Result<Txn, StoreError> {
         let bad = |w: &str| StoreError::Corrupt(w.to_owned());
-        let g = |row: &mysql_async::Row, i: usize| -> Option<mysql_async::Value> { row.as_ref(i).cloned() };
+        let g = |row: &mysql_async::Row, i: usize| -> Option<mysql_async::Value> {
+            row.as_ref(i).cloned()
+        };
         let int = |v: Option<mysql_async::Value>| -> Option<i64> {
             match v? {
                 mysql_async::Value::Int(i) => Some(i),
@@ -407,8 +415,11 @@ impl Store {
         .await?;
         let changed = c.affected_rows() == 1;
         if changed && to == TxnState::Aborted {
-            c.exec_drop(format!("DELETE FROM {m}.staged_rows WHERE txn_id = ?"), (txn_id,))
-                .await?;
+            c.exec_drop(
+                format!("DELETE FROM {m}.staged_rows WHERE txn_id = ?"),
+                (txn_id,),
+            )
+            .await?;
         }
         Ok(changed)
     }
@@ -429,7 +440,10 @@ impl Store {
         if let Some(old) = self.get(db, label).await? {
             match old.state.existing_job_status() {
                 Some(status) => {
-                    if kind == TxnKind::Txn && old.state == TxnState::Prepare && old.kind == TxnKind::Txn {
+                    if kind == TxnKind::Txn
+                        && old.state == TxnState::Prepare
+                        && old.kind == TxnKind::Txn
+                    {
                         // Beginning a label that an in-progress transaction holds makes
                         // that transaction fail (transaction interface precautions).
                         self.set_state(
@@ -468,7 +482,11 @@ impl Store {
             )));
         }
         let now = now_ms();
-        let kind_s = if kind == TxnKind::Txn { "txn" } else { "stream" };
+        let kind_s = if kind == TxnKind::Txn {
+            "txn"
+        } else {
+            "stream"
+        };
         let res = c
             .exec_drop(
                 format!(
@@ -533,7 +551,11 @@ impl Store {
         error_log: Option<&str>,
     ) -> Result<bool, StoreError> {
         let m = &self.meta;
-        let state = if visible_at_ms.is_some() { "COMMITTED" } else { "VISIBLE" };
+        let state = if visible_at_ms.is_some() {
+            "COMMITTED"
+        } else {
+            "VISIBLE"
+        };
         let now = now_ms();
         tx.exec_drop(
             format!(
@@ -559,8 +581,11 @@ impl Store {
         if tx.affected_rows() != 1 {
             return Ok(false);
         }
-        tx.exec_drop(format!("DELETE FROM {m}.staged_rows WHERE txn_id = ?"), (txn_id,))
-            .await?;
+        tx.exec_drop(
+            format!("DELETE FROM {m}.staged_rows WHERE txn_id = ?"),
+            (txn_id,),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -605,7 +630,11 @@ impl Store {
     }
 
     /// PREPARE → PREPARED with its deadline.
-    pub async fn prepare(&self, txn_id: i64, prepared_deadline_ms: i64) -> Result<bool, StoreError> {
+    pub async fn prepare(
+        &self,
+        txn_id: i64,
+        prepared_deadline_ms: i64,
+    ) -> Result<bool, StoreError> {
         let m = &self.meta;
         let mut c = self.pool.get_conn().await?;
         c.exec_drop(
@@ -643,7 +672,10 @@ impl Store {
     ) -> Result<Option<TxnState>, StoreError> {
         let m = &self.meta;
         let s: Option<String> = tx
-            .exec_first(format!("SELECT state FROM {m}.txns WHERE txn_id = ? FOR UPDATE"), (txn_id,))
+            .exec_first(
+                format!("SELECT state FROM {m}.txns WHERE txn_id = ? FOR UPDATE"),
+                (txn_id,),
+            )
             .await?;
         Ok(s.as_deref().and_then(TxnState::parse))
     }
@@ -667,7 +699,10 @@ impl Store {
     pub async fn error_log(&self, name: &str) -> Result<Option<String>, StoreError> {
         let m = &self.meta;
         let mut c = self.pool.get_conn().await?;
-        Ok(c.exec_first(format!("SELECT content FROM {m}.error_logs WHERE name = ?"), (name,))
-            .await?)
+        Ok(c.exec_first(
+            format!("SELECT content FROM {m}.error_logs WHERE name = ?"),
+            (name,),
+        )
+        .await?)
     }
 }

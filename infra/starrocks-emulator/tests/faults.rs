@@ -10,8 +10,12 @@ use common::{send, Env, Req};
 const T: &str = "CREATE TABLE sink.t (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(20) NULL)";
 
 async fn load(env: &Env, label: &str, id: u32) -> common::Resp {
-    env.load("t", &[("format", "json"), ("label", label)], &format!(r#"{{"id":{id},"v":"x"}}"#))
-        .await
+    env.load(
+        "t",
+        &[("format", "json"), ("label", label)],
+        &format!(r#"{{"id":{id},"v":"x"}}"#),
+    )
+    .await
 }
 
 /// A load through the FE that may end without a response: `Err` when the connection
@@ -64,7 +68,14 @@ async fn http_status_and_fail_and_label_exists() {
         assert_eq!(r.json()["ExistingJobStatus"].as_str(), Some(status));
     }
     let url = format!("{}/api/sink/t/_stream_load", env.emu().fe_url());
-    let r = send(&Req::new("PUT", &url).auth("root", "").body(b"{}").expect_continue()).await.expect("fe");
+    let r = send(
+        &Req::new("PUT", &url)
+            .auth("root", "")
+            .body(b"{}")
+            .expect_continue(),
+    )
+    .await
+    .expect("fe");
     assert_eq!(r.status, 500);
     assert_eq!(count(&env).await, "0");
     // The queue is empty: the same label now loads (nothing was recorded for it).
@@ -75,14 +86,18 @@ async fn http_status_and_fail_and_label_exists() {
     assert_eq!(stats["loads_failed"].as_u64(), Some(5));
     assert_eq!(stats["tables"]["sink.t"]["rows_loaded"].as_u64(), Some(1));
     assert_eq!(env.admin_post("/stats/reset", "").await.status, 200);
-    assert_eq!(env.admin_get("/stats").await.json()["loads_ok"].as_u64(), Some(0));
+    assert_eq!(
+        env.admin_get("/stats").await.json()["loads_ok"].as_u64(),
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_timeout_then_visible() {
     let env = Env::start().await;
     env.sql(T).await;
-    env.fault(r#"{"kind":"publish_timeout","visible_after_ms":1500}"#).await;
+    env.fault(r#"{"kind":"publish_timeout","visible_after_ms":1500}"#)
+        .await;
     let r = load(&env, "pt", 1).await;
     assert_eq!(r.status_field(), "Publish Timeout", "{}", r.body);
     assert_eq!(env.label_state("pt").await, "COMMITTED");
@@ -107,11 +122,21 @@ async fn delays() {
         let t = Instant::now();
         let r = load(&env, &format!("d{i}"), i).await;
         assert_eq!(r.status_field(), "Success", "{}", r.body);
-        assert!(t.elapsed() >= Duration::from_millis(600), "delay {i} applied");
+        assert!(
+            t.elapsed() >= Duration::from_millis(600),
+            "delay {i} applied"
+        );
     }
     // A delay longer than the load timeout makes the load fail.
-    env.fault(r#"{"kind":"delay","ms":1500,"phase":"before_continue"}"#).await;
-    let r = env.load("t", &[("format", "json"), ("label", "slow"), ("timeout", "1")], r#"{"id":9}"#).await;
+    env.fault(r#"{"kind":"delay","ms":1500,"phase":"before_continue"}"#)
+        .await;
+    let r = env
+        .load(
+            "t",
+            &[("format", "json"), ("label", "slow"), ("timeout", "1")],
+            r#"{"id":9}"#,
+        )
+        .await;
     assert_eq!(r.status_field(), "Fail", "{}", r.body);
     assert_eq!(env.label_state("slow").await, "ABORTED");
 }
@@ -121,12 +146,17 @@ async fn dropped_connections() {
     let env = Env::start().await;
     env.sql(T).await;
     // Mid-body: the connection closes, nothing is applied, the label is aborted.
-    env.fault(r#"{"kind":"drop_mid_body","after_bytes":3}"#).await;
+    env.fault(r#"{"kind":"drop_mid_body","after_bytes":3}"#)
+        .await;
     let r = try_load(&env, "drop1", 1).await;
     assert!(r.is_err(), "no response expected: {r:?}");
     assert_eq!(count(&env).await, "0");
     assert_eq!(env.label_state("drop1").await, "ABORTED");
-    assert_eq!(load(&env, "drop1", 1).await.status_field(), "Success", "retry with the same label");
+    assert_eq!(
+        load(&env, "drop1", 1).await.status_field(),
+        "Success",
+        "retry with the same label"
+    );
     // Lost response: applied, but no answer; the retry finds the label FINISHED.
     env.fault(r#"{"kind":"lost_response"}"#).await;
     let r = try_load(&env, "lost1", 2).await;
@@ -152,7 +182,10 @@ async fn redirect_failures() {
     assert!(r.is_err(), "the redirect points at a dead port: {r:?}");
     let r = load(&env, "r2", 1).await;
     assert_eq!(r.status_field(), "Fail");
-    assert_eq!(r.json()["Message"].as_str(), Some("no valid Basic authorization"));
+    assert_eq!(
+        r.json()["Message"].as_str(),
+        Some("no valid Basic authorization")
+    );
     let r = load(&env, "r3", 1).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"].as_str(), Some("FAILED"));
@@ -173,19 +206,32 @@ async fn running_label_finishes_later() {
     )
     .await;
     let r = load(&env, "run1", 1).await;
-    assert_eq!(r.json()["ExistingJobStatus"].as_str(), Some("RUNNING"), "{}", r.body);
+    assert_eq!(
+        r.json()["ExistingJobStatus"].as_str(),
+        Some("RUNNING"),
+        "{}",
+        r.body
+    );
     let r = load(&env, "run2", 2).await;
     assert_eq!(r.json()["ExistingJobStatus"].as_str(), Some("RUNNING"));
     assert_eq!(env.label_state("run1").await, "PREPARE");
     let r = load(&env, "run1", 1).await;
-    assert_eq!(r.json()["ExistingJobStatus"].as_str(), Some("RUNNING"), "still running");
+    assert_eq!(
+        r.json()["ExistingJobStatus"].as_str(),
+        Some("RUNNING"),
+        "still running"
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while env.label_state("run1").await != "VISIBLE" || env.label_state("run2").await != "ABORTED" {
         assert!(Instant::now() < deadline, "labels did not finish");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(env.rows("SELECT id FROM sink.t").await, vec!["1"]);
-    assert_eq!(load(&env, "run2", 2).await.status_field(), "Success", "aborted label reused");
+    assert_eq!(
+        load(&env, "run2", 2).await.status_field(),
+        "Success",
+        "aborted label reused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,22 +241,38 @@ async fn transaction_faults_and_admin_validation() {
     env.fault(r#"[{"kind":"lost_response","ops":["txn_commit"]},{"kind":"http_status","status":502,"at":"fe","ops":["txn_prepare"]}]"#)
         .await;
     env.txn("begin", "tf", "t", &[], "").await;
-    env.txn("load", "tf", "t", &[("format", "json")], r#"{"id":3}"#).await;
+    env.txn("load", "tf", "t", &[("format", "json")], r#"{"id":3}"#)
+        .await;
     assert_eq!(env.txn("prepare", "tf", "t", &[], "").await.status, 502);
-    assert_eq!(env.txn("prepare", "tf", "t", &[], "").await.status_field(), "OK");
+    assert_eq!(
+        env.txn("prepare", "tf", "t", &[], "").await.status_field(),
+        "OK"
+    );
     let url = format!("{}/api/transaction/commit", env.emu().be_url());
     // The commit of a PREPARED transaction is handled by the FE; the fault is at the
     // BE, so it stays queued; a one-phase commit on the BE consumes it.
     let r = env.txn("commit", "tf", "t", &[], "").await;
     assert_eq!(r.status_field(), "OK");
     env.txn("begin", "tg", "t", &[], "").await;
-    env.txn("load", "tg", "t", &[("format", "json")], r#"{"id":4}"#).await;
-    let r = send(&Req::new("POST", &url).auth("root", "").header("label", "tg").header("db", "sink")).await;
+    env.txn("load", "tg", "t", &[("format", "json")], r#"{"id":4}"#)
+        .await;
+    let r = send(
+        &Req::new("POST", &url)
+            .auth("root", "")
+            .header("label", "tg")
+            .header("db", "sink"),
+    )
+    .await;
     assert!(r.is_err(), "commit applied, response lost: {r:?}");
     assert_eq!(env.label_state("tg").await, "VISIBLE");
     assert_eq!(count(&env).await, "2");
     // The admin port rejects impossible faults.
-    let r = env.admin_post("/faults", r#"{"kind":"publish_timeout","ops":["txn_commit"]}"#).await;
+    let r = env
+        .admin_post(
+            "/faults",
+            r#"{"kind":"publish_timeout","ops":["txn_commit"]}"#,
+        )
+        .await;
     assert_eq!(r.status, 400, "{}", r.body);
     let r = env.admin_post("/faults", r#"{"kind":"nonsense"}"#).await;
     assert_eq!(r.status, 400);

@@ -8,8 +8,16 @@ use common::Env;
 const T: &str = "CREATE TABLE sink.t (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(20) NULL)";
 
 async fn json_load(env: &Env, label: &str, body: &str) -> common::Resp {
-    env.load("t", &[("format", "json"), ("strip_outer_array", "true"), ("label", label)], body)
-        .await
+    env.load(
+        "t",
+        &[
+            ("format", "json"),
+            ("strip_outer_array", "true"),
+            ("label", label),
+        ],
+        body,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,7 +30,10 @@ async fn labels_are_remembered_across_restarts() {
     let r = json_load(&env, "L1", r#"[{"id":1,"v":"second"}]"#).await;
     assert_eq!(r.status_field(), "Label Already Exists");
     assert_eq!(r.json()["ExistingJobStatus"].as_str(), Some("FINISHED"));
-    assert_eq!(r.json()["Message"].as_str(), Some("Label [L1] has already been used."));
+    assert_eq!(
+        r.json()["Message"].as_str(),
+        Some("Label [L1] has already been used.")
+    );
     assert_eq!(env.rows("SELECT v FROM sink.t").await, vec!["first"]);
     // A failed load leaves its label ABORTED and reusable.
     let r = json_load(&env, "L2", r#"[{"id":2,"v":"this value is far too long"}]"#).await;
@@ -36,7 +47,10 @@ async fn labels_are_remembered_across_restarts() {
     assert_eq!(env.label_state("L2").await, "ABORTED");
     let r = json_load(&env, "L2", r#"[{"id":2,"v":"ok now"}]"#).await;
     assert_eq!(r.status_field(), "Success", "{}", r.body);
-    assert_eq!(env.rows("SELECT id, v FROM sink.t ORDER BY id").await, vec!["1\tfirst", "2\tok now"]);
+    assert_eq!(
+        env.rows("SELECT id, v FROM sink.t ORDER BY id").await,
+        vec!["1\tfirst", "2\tok now"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,16 +65,45 @@ async fn transaction_lifecycle() {
     // Beginning the same label again: LABEL_ALREADY_EXISTS.
     let r2 = env.txn("begin", "tx_other", "t", &[], "").await;
     assert_eq!(r2.status_field(), "OK");
-    let r = env.txn("load", "tx1", "t", &jh, r#"[{"id":1,"v":"a"},{"id":2,"v":"b"}]"#).await;
+    let r = env
+        .txn(
+            "load",
+            "tx1",
+            "t",
+            &jh,
+            r#"[{"id":1,"v":"a"},{"id":2,"v":"b"}]"#,
+        )
+        .await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
     assert_eq!(r.json()["TxnId"].as_i64(), Some(txn_id));
-    let r = env.txn("load", "tx1", "t", &jh, r#"[{"id":2,"v":"b2"},{"id":3,"v":"c","__op":0}]"#).await;
+    let r = env
+        .txn(
+            "load",
+            "tx1",
+            "t",
+            &jh,
+            r#"[{"id":2,"v":"b2"},{"id":3,"v":"c","__op":0}]"#,
+        )
+        .await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
     // Different load parameters are refused.
     let r = env.txn("load", "tx_other", "t", &jh, r#"[{"id":9}]"#).await;
     assert_eq!(r.status_field(), "OK");
-    let r = env.txn("load", "tx_other", "t", &[("format", "json")], r#"{"id":9}"#).await;
-    assert_eq!(r.json()["Message"].as_str(), Some("load request not equal last."), "{}", r.body);
+    let r = env
+        .txn(
+            "load",
+            "tx_other",
+            "t",
+            &[("format", "json")],
+            r#"{"id":9}"#,
+        )
+        .await;
+    assert_eq!(
+        r.json()["Message"].as_str(),
+        Some("load request not equal last."),
+        "{}",
+        r.body
+    );
     assert_eq!(env.label_state("tx_other").await, "ABORTED");
     // Nothing visible before commit.
     assert_eq!(env.rows("SELECT COUNT(*) FROM sink.t").await, vec!["0"]);
@@ -78,20 +121,42 @@ async fn transaction_lifecycle() {
     let r = env.txn("commit", "tx1", "t", &[], "").await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
     assert_eq!(env.label_state("tx1").await, "VISIBLE");
-    assert_eq!(env.rows("SELECT id, v FROM sink.t ORDER BY id").await, vec!["1\ta", "2\tb2", "3\tc"]);
+    assert_eq!(
+        env.rows("SELECT id, v FROM sink.t ORDER BY id").await,
+        vec!["1\ta", "2\tb2", "3\tc"]
+    );
     // Idempotent commit.
     let r = env.txn("commit", "tx1", "t", &[], "").await;
     assert_eq!(r.status_field(), "OK");
-    assert!(r.json()["Message"].as_str().unwrap_or("").contains("already committed"), "{}", r.body);
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already committed"),
+        "{}",
+        r.body
+    );
     // Rollback of a committed transaction fails; of an unknown label too.
-    assert_eq!(env.txn("rollback", "tx1", "t", &[], "").await.status_field(), "FAILED");
-    assert_eq!(env.txn("commit", "nope", "t", &[], "").await.status_field(), "FAILED");
+    assert_eq!(
+        env.txn("rollback", "tx1", "t", &[], "")
+            .await
+            .status_field(),
+        "FAILED"
+    );
+    assert_eq!(
+        env.txn("commit", "nope", "t", &[], "").await.status_field(),
+        "FAILED"
+    );
     // Commit straight from PREPARE (one-phase) works too.
     env.txn("begin", "tx2", "t", &[], "").await;
-    env.txn("load", "tx2", "t", &jh, r#"[{"id":10,"v":"one-phase"}]"#).await;
+    env.txn("load", "tx2", "t", &jh, r#"[{"id":10,"v":"one-phase"}]"#)
+        .await;
     let r = env.txn("commit", "tx2", "t", &[], "").await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
-    assert_eq!(env.rows("SELECT v FROM sink.t WHERE id = 10").await, vec!["one-phase"]);
+    assert_eq!(
+        env.rows("SELECT v FROM sink.t WHERE id = 10").await,
+        vec!["one-phase"]
+    );
     // Prepare without data fails and aborts.
     env.txn("begin", "tx3", "t", &[], "").await;
     let r = env.txn("prepare", "tx3", "t", &[], "").await;
@@ -116,17 +181,34 @@ async fn rollback_and_prepared_survives_restart() {
     let r = env.txn("rollback", "rb2", "t", &[], "").await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
     let r = env.txn("rollback", "rb2", "t", &[], "").await;
-    assert!(r.json()["Message"].as_str().unwrap_or("").contains("already aborted"), "{}", r.body);
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("already aborted"),
+        "{}",
+        r.body
+    );
     assert_eq!(env.rows("SELECT COUNT(*) FROM sink.t").await, vec!["0"]);
     // An aborted label can begin again.
-    assert_eq!(env.txn("begin", "rb1", "t", &[], "").await.status_field(), "OK");
+    assert_eq!(
+        env.txn("begin", "rb1", "t", &[], "").await.status_field(),
+        "OK"
+    );
 
     // PREPARED survives a restart; a PREPARE one is aborted by it.
     env.txn("begin", "keep", "t", &[], "").await;
-    env.txn("load", "keep", "t", &jh, r#"[{"id":7,"v":"kept"}]"#).await;
-    assert_eq!(env.txn("prepare", "keep", "t", &[], "").await.status_field(), "OK");
+    env.txn("load", "keep", "t", &jh, r#"[{"id":7,"v":"kept"}]"#)
+        .await;
+    assert_eq!(
+        env.txn("prepare", "keep", "t", &[], "")
+            .await
+            .status_field(),
+        "OK"
+    );
     env.txn("begin", "lost", "t", &[], "").await;
-    env.txn("load", "lost", "t", &jh, r#"[{"id":8,"v":"lost"}]"#).await;
+    env.txn("load", "lost", "t", &jh, r#"[{"id":8,"v":"lost"}]"#)
+        .await;
     env.restart().await;
     assert_eq!(env.label_state("keep").await, "PREPARED");
     assert_eq!(env.label_state("lost").await, "ABORTED");
@@ -142,10 +224,19 @@ async fn transaction_timeouts() {
     env.sql(T).await;
     let jh = [("format", "json")];
     env.txn("begin", "to1", "t", &[("timeout", "1")], "").await;
-    env.txn("begin", "idle1", "t", &[("idle_transaction_timeout", "1")], "").await;
+    env.txn(
+        "begin",
+        "idle1",
+        "t",
+        &[("idle_transaction_timeout", "1")],
+        "",
+    )
+    .await;
     env.txn("begin", "pt1", "t", &[], "").await;
     env.txn("load", "pt1", "t", &jh, r#"{"id":1}"#).await;
-    let r = env.txn("prepare", "pt1", "t", &[("prepared_timeout", "1")], "").await;
+    let r = env
+        .txn("prepare", "pt1", "t", &[("prepared_timeout", "1")], "")
+        .await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     assert_eq!(env.label_state("to1").await, "ABORTED");
@@ -155,6 +246,13 @@ async fn transaction_timeouts() {
     assert_eq!(r.status_field(), "TXN_NOT_EXISTS");
     let r = env.txn("commit", "pt1", "t", &[], "").await;
     assert_eq!(r.status_field(), "FAILED");
-    assert!(r.json()["Message"].as_str().unwrap_or("").contains("Can not commit ABORTED"), "{}", r.body);
+    assert!(
+        r.json()["Message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Can not commit ABORTED"),
+        "{}",
+        r.body
+    );
     assert_eq!(env.rows("SELECT COUNT(*) FROM sink.t").await, vec!["0"]);
 }

@@ -24,9 +24,15 @@ async fn fe_redirects_to_be_and_be_rechecks_auth() {
     let r = send(&req).await.expect("fe");
     assert_eq!(r.status, 307);
     assert!(!r.got_continue && !r.body_sent);
-    assert!(r.closed_after, "the FE closes the connection after each response");
+    assert!(
+        r.closed_after,
+        "the FE closes the connection after each response"
+    );
     let loc = r.header("location").expect("Location").to_owned();
-    assert_eq!(loc, format!("{}/api/sink/t/_stream_load", env.emu().be_url()));
+    assert_eq!(
+        loc,
+        format!("{}/api/sink/t/_stream_load", env.emu().be_url())
+    );
     assert!(!loc.contains('@'), "no credentials in the Location");
 
     // Following without re-sending Authorization: HTTP 200 + Fail, before the body.
@@ -36,15 +42,25 @@ async fn fe_redirects_to_be_and_be_rechecks_auth() {
     let r = send(&no_auth).await.expect("be");
     assert_eq!(r.status, 200);
     assert_eq!(r.status_field(), "Fail");
-    assert_eq!(r.json()["Message"].as_str(), Some("no valid Basic authorization"));
+    assert_eq!(
+        r.json()["Message"].as_str(),
+        Some("no valid Basic authorization")
+    );
     assert!(!r.body_sent, "rejected before the body");
 
     // Wrong password on the BE: Fail too.
-    let mut bad = Req::new("PUT", &loc).auth("bob", "nope").header("format", "json").body(body).expect_continue();
+    let mut bad = Req::new("PUT", &loc)
+        .auth("bob", "nope")
+        .header("format", "json")
+        .body(body)
+        .expect_continue();
     bad.headers.push(("label".into(), "redir1".into()));
     let r = send(&bad).await.expect("be");
     assert_eq!(r.status_field(), "Fail");
-    assert!(r.json()["Message"].as_str().unwrap_or("").contains("Access denied"));
+    assert!(r.json()["Message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("Access denied"));
 
     // Re-sending credentials: the BE sends 100 Continue, reads the body, loads.
     let mut ok = req.clone();
@@ -62,18 +78,27 @@ async fn fe_auth_and_expect_errors() {
     let url = format!("{}/api/sink/t/_stream_load", env.emu().fe_url());
     let body = br#"{"id":1}"#;
     // No credentials: 401 with WWW-Authenticate, body never read.
-    let r = send(&Req::new("PUT", &url).body(body).expect_continue()).await.expect("fe");
+    let r = send(&Req::new("PUT", &url).body(body).expect_continue())
+        .await
+        .expect("fe");
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"\""));
     assert!(!r.body_sent && !r.got_continue);
     assert_eq!(r.json()["status"].as_str(), Some("FAILED"));
     // Bad password: 401.
-    let r = send(&Req::new("PUT", &url).auth("bob", "x").body(body).expect_continue())
-        .await
-        .expect("fe");
+    let r = send(
+        &Req::new("PUT", &url)
+            .auth("bob", "x")
+            .body(body)
+            .expect_continue(),
+    )
+    .await
+    .expect("fe");
     assert_eq!(r.status, 401);
     // HTTP/1.1 without Expect: the FE's lower-case RestBaseResult error, then close.
-    let r = send(&Req::new("PUT", &url).auth("root", "").body(body)).await.expect("fe");
+    let r = send(&Req::new("PUT", &url).auth("root", "").body(body))
+        .await
+        .expect("fe");
     assert_eq!(r.status, 200);
     let v = r.json();
     assert_eq!(v["status"].as_str(), Some("FAILED"));
@@ -93,19 +118,59 @@ async fn be_rejects_invalid_requests_before_the_body() {
     env.sql(TABLE).await;
     let be = env.emu().be_url();
     let body = vec![b' '; 4096];
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
-        (format!("{be}/api/sink/nope/_stream_load"), vec![], "unknown table"),
-        (format!("{be}/api/nodb/t/_stream_load"), vec![], "unknown database"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("format", "xml")], "unknown data format"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("timeout", "soon")], "Invalid timeout format"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("label", "bad label")], "Label format error"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("strict_mode", "maybe")], "Invalid strict mode format"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("columns", "id,zzz=v*2")], "column"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("partial_update", "yes")], "partial update"),
-        (format!("{be}/api/sink/t/_stream_load"), vec![("merge_condition", "id")], "primary key"),
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            format!("{be}/api/sink/nope/_stream_load"),
+            vec![],
+            "unknown table",
+        ),
+        (
+            format!("{be}/api/nodb/t/_stream_load"),
+            vec![],
+            "unknown database",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("format", "xml")],
+            "unknown data format",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("timeout", "soon")],
+            "Invalid timeout format",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("label", "bad label")],
+            "Label format error",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("strict_mode", "maybe")],
+            "Invalid strict mode format",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("columns", "id,zzz=v*2")],
+            "column",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("partial_update", "yes")],
+            "partial update",
+        ),
+        (
+            format!("{be}/api/sink/t/_stream_load"),
+            vec![("merge_condition", "id")],
+            "primary key",
+        ),
     ];
     for (url, headers, expect) in cases {
-        let mut req = Req::new("PUT", &url).auth("root", "").body(&body).expect_continue();
+        let mut req = Req::new("PUT", &url)
+            .auth("root", "")
+            .body(&body)
+            .expect_continue();
         for (k, v) in &headers {
             req = req.header(k, v);
         }
@@ -114,7 +179,10 @@ async fn be_rejects_invalid_requests_before_the_body() {
         assert_eq!(r.status_field(), "Fail", "{url} {headers:?}: {}", r.body);
         let msg = r.json()["Message"].as_str().unwrap_or("").to_owned();
         assert!(msg.contains(expect), "{headers:?}: {msg}");
-        assert!(!r.got_continue && !r.body_sent, "{headers:?}: rejected before 100 Continue");
+        assert!(
+            !r.got_continue && !r.body_sent,
+            "{headers:?}: rejected before 100 Continue"
+        );
     }
 }
 
@@ -139,14 +207,30 @@ async fn chunked_bodies_and_response_shape() {
     let keys: Vec<String> = r
         .body
         .lines()
-        .filter_map(|l| l.trim().strip_prefix('"').and_then(|x| x.split('"').next()).map(str::to_owned))
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix('"')
+                .and_then(|x| x.split('"').next())
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(
         keys,
         [
-            "TxnId", "Label", "Status", "Message", "NumberTotalRows", "NumberLoadedRows",
-            "NumberFilteredRows", "NumberUnselectedRows", "LoadBytes", "LoadTimeMs",
-            "BeginTxnTimeMs", "StreamLoadPlanTimeMs", "ReadDataTimeMs", "WriteDataTimeMs",
+            "TxnId",
+            "Label",
+            "Status",
+            "Message",
+            "NumberTotalRows",
+            "NumberLoadedRows",
+            "NumberFilteredRows",
+            "NumberUnselectedRows",
+            "LoadBytes",
+            "LoadTimeMs",
+            "BeginTxnTimeMs",
+            "StreamLoadPlanTimeMs",
+            "ReadDataTimeMs",
+            "WriteDataTimeMs",
             "CommitAndPublishTimeMs"
         ]
     );
@@ -172,7 +256,12 @@ async fn libcurl_client_with_location_trusted() {
         easy.username("bob").expect("user");
         easy.password("secret").expect("pw");
         let mut list = curl::easy::List::new();
-        for h in ["Expect: 100-continue", "format: json", "label: curl1", "strip_outer_array: true"] {
+        for h in [
+            "Expect: 100-continue",
+            "format: json",
+            "label: curl1",
+            "strip_outer_array: true",
+        ] {
             list.append(h).expect("header");
         }
         easy.http_headers(list).expect("headers");
@@ -182,7 +271,8 @@ async fn libcurl_client_with_location_trusted() {
         let mut resp = Vec::new();
         {
             let mut t = easy.transfer();
-            t.read_function(|buf| Ok(std::io::Read::read(&mut src, buf).unwrap_or(0))).expect("read");
+            t.read_function(|buf| Ok(std::io::Read::read(&mut src, buf).unwrap_or(0)))
+                .expect("read");
             t.write_function(|d| {
                 resp.extend_from_slice(d);
                 Ok(d.len())
@@ -190,13 +280,19 @@ async fn libcurl_client_with_location_trusted() {
             .expect("write");
             t.perform().expect("perform");
         }
-        (easy.response_code().expect("code"), String::from_utf8_lossy(&resp).into_owned())
+        (
+            easy.response_code().expect("code"),
+            String::from_utf8_lossy(&resp).into_owned(),
+        )
     })
     .await
     .expect("join");
     assert_eq!(out.0, 200, "{}", out.1);
     assert!(out.1.contains("\"Status\": \"Success\""), "{}", out.1);
-    assert_eq!(env.rows("SELECT v FROM sink.t WHERE id = 7").await, vec!["curl"]);
+    assert_eq!(
+        env.rows("SELECT v FROM sink.t WHERE id = 7").await,
+        vec!["curl"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +300,9 @@ async fn get_load_state_and_cancel() {
     let env = Env::start().await;
     env.sql(TABLE).await;
     assert_eq!(env.label_state("never").await, "UNKNOWN");
-    let r = env.load("t", &[("format", "json"), ("label", "st1")], r#"{"id":1}"#).await;
+    let r = env
+        .load("t", &[("format", "json"), ("label", "st1")], r#"{"id":1}"#)
+        .await;
     assert_eq!(r.status_field(), "Success");
     assert_eq!(env.label_state("st1").await, "VISIBLE");
     // get_load_state requires auth.
@@ -214,11 +312,15 @@ async fn get_load_state_and_cancel() {
     let r = env.txn("begin", "c1", "t", &[], "").await;
     assert_eq!(r.status_field(), "OK", "{}", r.body);
     let cancel = format!("{}/api/sink/t/_cancel?label=c1", env.emu().fe_url());
-    let r = send(&Req::new("POST", &cancel).auth("root", "")).await.expect("cancel");
+    let r = send(&Req::new("POST", &cancel).auth("root", ""))
+        .await
+        .expect("cancel");
     assert_eq!(r.json()["status"].as_str(), Some("OK"), "{}", r.body);
     assert_eq!(env.label_state("c1").await, "ABORTED");
     // Cancelling a finished load fails.
     let cancel = format!("{}/api/sink/st1/_cancel", env.emu().fe_url());
-    let r = send(&Req::new("POST", &cancel).auth("root", "")).await.expect("cancel");
+    let r = send(&Req::new("POST", &cancel).auth("root", ""))
+        .await
+        .expect("cancel");
     assert_eq!(r.json()["status"].as_str(), Some("FAILED"), "{}", r.body);
 }

@@ -37,7 +37,10 @@ impl Env {
             .expect("join");
         db.create_database("sink").expect("create db");
         let mut cfg = EmulatorConfig::new(mariadb_url(&db));
-        cfg.users = vec![("root".into(), String::new()), ("bob".into(), "secret".into())];
+        cfg.users = vec![
+            ("root".into(), String::new()),
+            ("bob".into(), "secret".into()),
+        ];
         f(&mut cfg);
         let emu = Emulator::start(cfg.clone()).await.expect("start emulator");
         let pool = mysql_async::Pool::new(db.url("sink").as_str());
@@ -90,7 +93,9 @@ impl Env {
                 (0..r.len())
                     .map(|i| match r.as_ref(i) {
                         Some(mysql_async::Value::NULL) | None => "NULL".to_owned(),
-                        Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                        Some(mysql_async::Value::Bytes(b)) => {
+                            String::from_utf8_lossy(b).into_owned()
+                        }
                         Some(v) => v.as_sql(true).trim_matches('\'').to_owned(),
                     })
                     .collect::<Vec<_>>()
@@ -101,12 +106,22 @@ impl Env {
 
     /// A Stream Load through the FE, following the 307 and re-sending credentials.
     pub async fn load(&self, table: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-        load_via(&self.emu().fe_url(), "sink", table, ("root", ""), headers, body.as_bytes()).await
+        load_via(
+            &self.emu().fe_url(),
+            "sink",
+            table,
+            ("root", ""),
+            headers,
+            body.as_bytes(),
+        )
+        .await
     }
 
     pub async fn admin_post(&self, path: &str, json: &str) -> Resp {
         let url = format!("{}{path}", self.emu().admin_url());
-        send(&Req::new("POST", &url).body(json.as_bytes())).await.expect("admin")
+        send(&Req::new("POST", &url).body(json.as_bytes()))
+            .await
+            .expect("admin")
     }
 
     pub async fn admin_get(&self, path: &str) -> Resp {
@@ -121,16 +136,31 @@ impl Env {
 
     /// `get_load_state` for a label.
     pub async fn label_state(&self, label: &str) -> String {
-        let url = format!("{}/api/sink/get_load_state?label={label}", self.emu().fe_url());
-        let r = send(&Req::new("GET", &url).auth("root", "")).await.expect("state");
+        let url = format!(
+            "{}/api/sink/get_load_state?label={label}",
+            self.emu().fe_url()
+        );
+        let r = send(&Req::new("GET", &url).auth("root", ""))
+            .await
+            .expect("state");
         r.json()["state"].as_str().unwrap_or("?").to_owned()
     }
 
     /// A transaction operation through the FE (following redirects).
-    pub async fn txn(&self, op: &str, label: &str, table: &str, extra: &[(&str, &str)], body: &str) -> Resp {
+    pub async fn txn(
+        &self,
+        op: &str,
+        label: &str,
+        table: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Resp {
         let url = format!("{}/api/transaction/{op}", self.emu().fe_url());
         let method = if op == "load" { "PUT" } else { "POST" };
-        let mut req = Req::new(method, &url).auth("root", "").header("label", label).header("db", "sink");
+        let mut req = Req::new(method, &url)
+            .auth("root", "")
+            .header("label", label)
+            .header("db", "sink");
         if !table.is_empty() {
             req = req.header("table", table);
         }
@@ -154,7 +184,10 @@ pub async fn load_via(
     body: &[u8],
 ) -> Resp {
     let url = format!("{fe_url}/api/{db}/{table}/_stream_load");
-    let mut req = Req::new("PUT", &url).auth(user.0, user.1).body(body).expect_continue();
+    let mut req = Req::new("PUT", &url)
+        .auth(user.0, user.1)
+        .body(body)
+        .expect_continue();
     for (k, v) in headers {
         req = req.header(k, v);
     }
@@ -245,7 +278,11 @@ impl Resp {
     }
     pub fn status_field(&self) -> String {
         let v = self.json();
-        v["Status"].as_str().or(v["status"].as_str()).unwrap_or("").to_owned()
+        v["Status"]
+            .as_str()
+            .or(v["status"].as_str())
+            .unwrap_or("")
+            .to_owned()
     }
 }
 
@@ -260,7 +297,14 @@ pub mod serde_json_like {
 fn split_url(url: &str) -> (String, String) {
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    (host.to_owned(), if path.is_empty() { "/".into() } else { path.to_owned() })
+    (
+        host.to_owned(),
+        if path.is_empty() {
+            "/".into()
+        } else {
+            path.to_owned()
+        },
+    )
 }
 
 /// Sends one request on a fresh connection.
@@ -300,7 +344,12 @@ pub async fn send(req: &Req) -> std::io::Result<Resp> {
     loop {
         let (status, headers, head_len) = match read_head(&mut s, &mut buf).await? {
             Some(h) => h,
-            None => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without a response")),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "closed without a response",
+                ))
+            }
         };
         buf.drain(..head_len);
         if status == 100 {
@@ -377,7 +426,11 @@ async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Opti
             let text = String::from_utf8_lossy(&buf[..end]).into_owned();
             let mut lines = text.split("\r\n");
             let status_line = lines.next().unwrap_or_default();
-            let status: u16 = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let status: u16 = status_line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
             let headers = lines
                 .filter_map(|l| l.split_once(':'))
                 .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
@@ -387,7 +440,12 @@ async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Opti
         let mut tmp = [0u8; 8192];
         let n = match tokio::time::timeout(Duration::from_secs(30), s.read(&mut tmp)).await {
             Ok(r) => r?,
-            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no response")),
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no response",
+                ))
+            }
         };
         if n == 0 {
             return Ok(None);
@@ -408,7 +466,8 @@ async fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<V
             buf.extend_from_slice(&tmp[..n]);
         }
         let pos = buf.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
-        let size = usize::from_str_radix(String::from_utf8_lossy(&buf[..pos]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&buf[..pos]).trim(), 16).unwrap_or(0);
         buf.drain(..pos + 2);
         while buf.len() < size + 2 {
             let mut tmp = [0u8; 8192];
