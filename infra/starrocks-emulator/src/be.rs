@@ -1219,9 +1219,20 @@ async fn commit_from(shared: &Shared, t: &Txn, from: TxnState) -> Result<(), Str
             Ok(())
         }
         ApplyOutcome::TooManyFiltered { .. } => Err("too many filtered rows".into()),
-        ApplyOutcome::Aborted(reason) => Err(format!(
-            "transaction {} has been aborted: {reason}",
-            t.txn_id
-        )),
+        ApplyOutcome::Aborted(reason) => {
+            // A concurrent commit of the same transaction won: that is success.
+            match shared.store.get(&t.db, &t.label).await {
+                Ok(Some(now))
+                    if now.txn_id == t.txn_id
+                        && matches!(now.state, TxnState::Committed | TxnState::Visible) =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "transaction {} has been aborted: {reason}",
+                    t.txn_id
+                )),
+            }
+        }
     }
 }
