@@ -1002,13 +1002,17 @@ async fn txn_load_locked(
     let bytes = body.len() as u64;
     let log_name = format!("error_log_{:016x}_txn", t.txn_id);
     let log = save_errors(shared, &log_name, &batch.errors).await;
-    let payload = (!shared.cfg.discard && !batch.is_empty()).then(|| encode_batch(&batch));
+    let payloads = if shared.cfg.discard {
+        Vec::new()
+    } else {
+        encode_batch(&batch)
+    };
     let staged = shared
         .store
         .stage(
             t.txn_id,
             t.loads,
-            payload,
+            payloads,
             &plan.fingerprint,
             plan.max_filter_ratio,
             (batch.total, batch.filtered, bytes),

@@ -164,3 +164,72 @@ async fn duplicate_key_tables_append() {
         r.body
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_values_are_split_across_statements() {
+    let env = Env::start().await;
+    env.sql("CREATE TABLE sink.blobs (id INT NOT NULL PRIMARY KEY, v LONGTEXT NULL)")
+        .await;
+    // 40 rows of 600 KB: 24 MB of values, more than MariaDB's 16 MB packet limit.
+    let value = "y".repeat(600_000);
+    let rows: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"id":{i},"v":"{value}"}}"#))
+        .collect();
+    let body = format!("[{}]", rows.join(","));
+    let r = env
+        .load(
+            "blobs",
+            &[("format", "json"), ("strip_outer_array", "true")],
+            &body,
+        )
+        .await;
+    assert_eq!(r.status_field(), "Success", "{}", r.body);
+    assert_eq!(
+        env.rows("SELECT COUNT(*), SUM(LENGTH(v)) FROM sink.blobs")
+            .await,
+        vec!["40\t24000000"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transaction_loads_are_staged_in_parts() {
+    let env = Env::start().await;
+    env.sql("CREATE TABLE sink.blobs (id INT NOT NULL PRIMARY KEY, v LONGTEXT NULL)")
+        .await;
+    let value = "z".repeat(500_000);
+    let jh = [("format", "json"), ("strip_outer_array", "true")];
+    assert_eq!(
+        env.txn("begin", "bigtx", "blobs", &[], "")
+            .await
+            .status_field(),
+        "OK"
+    );
+    for part in 0..2 {
+        let rows: Vec<String> = (0..40)
+            .map(|i| format!(r#"{{"id":{},"v":"{value}"}}"#, part * 100 + i))
+            .collect();
+        let r = env
+            .txn(
+                "load",
+                "bigtx",
+                "blobs",
+                &jh,
+                &format!("[{}]", rows.join(",")),
+            )
+            .await;
+        assert_eq!(r.status_field(), "OK", "{}", r.body);
+    }
+    assert_eq!(
+        env.txn("prepare", "bigtx", "blobs", &[], "")
+            .await
+            .status_field(),
+        "OK"
+    );
+    let r = env.txn("commit", "bigtx", "blobs", &[], "").await;
+    assert_eq!(r.status_field(), "OK", "{}", r.body);
+    assert_eq!(
+        env.rows("SELECT COUNT(*), SUM(LENGTH(v)) FROM sink.blobs")
+            .await,
+        vec!["80\t40000000"]
+    );
+}
