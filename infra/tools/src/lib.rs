@@ -41,7 +41,12 @@ impl Stack {
     }
 
     /// The environment of `dbmazz run` replicating `tables` into the sink.
-    pub fn dbmazz_env(&self, tables: &str, slot: &str, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    pub fn dbmazz_env(
+        &self,
+        tables: &str,
+        slot: &str,
+        extra: &[(&str, String)],
+    ) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = [
             ("SOURCE_URL", self.pg.url(DB)),
             ("TABLES", tables.to_owned()),
@@ -54,7 +59,10 @@ impl Stack {
             ("SINK_USER", "root".to_owned()),
             ("SINK_PASSWORD", String::new()),
             ("DBMAZZ_METRICS_ADDR", "off".to_owned()),
-            ("DBMAZZ_GRPC_ADDR", format!("127.0.0.1:{}", dbmazz_testkit::free_port())),
+            (
+                "DBMAZZ_GRPC_ADDR",
+                format!("127.0.0.1:{}", dbmazz_testkit::free_port()),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -77,7 +85,11 @@ impl Stack {
     }
 
     /// Lag of `slot` in bytes (server WAL position − confirmed_flush_lsn).
-    pub async fn slot_lag(&self, pg: &tokio_postgres::Client, slot: &str) -> Result<Option<i64>, Error> {
+    pub async fn slot_lag(
+        &self,
+        pg: &tokio_postgres::Client,
+        slot: &str,
+    ) -> Result<Option<i64>, Error> {
         let row = pg
             .query_opt(
                 "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint \
@@ -151,7 +163,10 @@ pub struct ProcUsage {
 pub fn proc_usage(pid: u32) -> Result<ProcUsage, Error> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may contain spaces) start after ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("malformed /proc stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("malformed /proc stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| -> Result<f64, Error> {
         Ok(fields.get(i).ok_or("short /proc stat")?.parse::<f64>()?)

@@ -55,7 +55,10 @@ CREATE TABLE order_items (order_id BIGINT NOT NULL, line INT NOT NULL, product_i
     qty INT NOT NULL, unit_price DECIMAL(12,2) NOT NULL, PRIMARY KEY (order_id, line));";
 
 /// One random transaction of the shop workload; returns the number of row changes.
-async fn shop_txn(c: &tokio_postgres::Client, rng: &mut rand::rngs::StdRng) -> Result<u64, tokio_postgres::Error> {
+async fn shop_txn(
+    c: &tokio_postgres::Client,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<u64, tokio_postgres::Error> {
     let dice = rng.random_range(0..100);
     let sql = if dice < 45 {
         let items = rng.random_range(1..=4);
@@ -155,7 +158,10 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     let env = stack.dbmazz_env(
         &tables,
         SLOT,
-        &[("FLUSH_INTERVAL_MS", "200".into()), ("DBMAZZ_LOG_FORMAT", "human".into())],
+        &[
+            ("FLUSH_INTERVAL_MS", "200".into()),
+            ("DBMAZZ_LOG_FORMAT", "human".into()),
+        ],
     );
     let mut dbmazz = spawn_dbmazz(&env)?;
     println!("dbmazz run started (pid {})", dbmazz.pid());
@@ -172,7 +178,8 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     }
     // The initial products were written before the slot existed; touch them so
     // they are part of the stream too.
-    pg.batch_execute("UPDATE products SET updated_at = now()").await?;
+    pg.batch_execute("UPDATE products SET updated_at = now()")
+        .await?;
 
     println!("writing a mixed workload for {seconds} s (Ctrl-C stops early)…\n");
     let written = Arc::new(AtomicU64::new(0));
@@ -226,16 +233,26 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     loop {
         let lag = stack.slot_lag(&pg, SLOT).await?.unwrap_or(i64::MAX);
         // Only the idle position remains once everything is loaded.
-        if lag < 64 * 1024 || catch_up.elapsed() > Duration::from_secs(120) || interrupted.load(Ordering::Relaxed) {
+        if lag < 64 * 1024
+            || catch_up.elapsed() > Duration::from_secs(120)
+            || interrupted.load(Ordering::Relaxed)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("caught up in {:.1} s; stopping dbmazz with SIGTERM (drain)…", catch_up.elapsed().as_secs_f64());
+    println!(
+        "caught up in {:.1} s; stopping dbmazz with SIGTERM (drain)…",
+        catch_up.elapsed().as_secs_f64()
+    );
     dbmazz.sigterm();
     match dbmazz.wait_exit(Duration::from_secs(60)) {
         Some(s) if s.success() => println!("dbmazz drained and exited 0"),
-        other => return Err(format!("dbmazz did not exit cleanly ({other:?}):\n{}", dbmazz.log()).into()),
+        other => {
+            return Err(
+                format!("dbmazz did not exit cleanly ({other:?}):\n{}", dbmazz.log()).into(),
+            )
+        }
     }
 
     println!("\ncomparing source and sink row by row:");
@@ -243,7 +260,14 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     for (t, key) in TABLES {
         let cols = compare::source_columns(&pg, "public", t).await?;
         let src = compare::source_rows(&pg, "public", t, &cols, key).await?;
-        let dst = compare::sink_rows(&sink, t, &cols, key, "NOT COALESCE(dbmazz_is_deleted, FALSE)").await?;
+        let dst = compare::sink_rows(
+            &sink,
+            t,
+            &cols,
+            key,
+            "NOT COALESCE(dbmazz_is_deleted, FALSE)",
+        )
+        .await?;
         match compare::describe_diff(t, &src, &dst) {
             None => println!("  {t:<12} {:>7} rows  identical", src.len()),
             Some(d) => {
