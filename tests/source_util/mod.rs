@@ -54,8 +54,19 @@ impl Fixture {
         self.pg.psql("postgres", sql).expect("sql")
     }
 
+    /// A checkpoint store in its own database, so its writes stay out of the
+    /// publication (FOR ALL TABLES) of the streamed database.
     pub async fn store(&self) -> StateStore {
-        StateStore::connect(&self.pg.url("postgres"), "dbmazz")
+        if self
+            .sql("SELECT 1 FROM pg_database WHERE datname = 'dbmazz_state'")
+            .trim()
+            .is_empty()
+        {
+            self.pg
+                .create_database("dbmazz_state")
+                .expect("state database");
+        }
+        StateStore::connect(&self.pg.url("dbmazz_state"), "dbmazz")
             .await
             .expect("state store")
     }
