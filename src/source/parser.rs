@@ -35,7 +35,7 @@ use smallvec::SmallVec;
 
 use super::message::{
     CdcMessage, ColumnKind, ColumnRef, Lsn, PrepareInfo, Relation, RelationColumn, ReplicaIdentity,
-    TupleData, TypeInfo, Xid,
+    TupleData, TypeInfo, Xid, MAX_VALUE_LEN,
 };
 
 /// A pgoutput message tag, printed as the character the protocol documents.
@@ -111,8 +111,9 @@ pub enum ParseErrorKind {
     /// Bytes left over after a complete message.
     #[error("{0} unexpected trailing bytes")]
     TrailingBytes(usize),
-    /// The message is larger than the 4 GiB the tuple offsets can address.
-    #[error("message of {0} bytes is too large")]
+    /// The message is larger than the 4 GiB the tuple offsets can address, or a
+    /// column value is larger than PostgreSQL's 1 GiB limit.
+    #[error("{0} bytes is too large")]
     TooLarge(usize),
 }
 
@@ -611,6 +612,9 @@ fn tuple(r: &mut Reader<'_>, frame: &Bytes) -> Result<TupleData> {
         match kind {
             b't' | b'b' => {
                 let len = r.len32("column length")?;
+                if len > MAX_VALUE_LEN {
+                    return Err(r.err(ParseErrorKind::TooLarge(len)));
+                }
                 let start = r.skip(len, "column value")?;
                 let kind = if kind == b't' {
                     let bytes = &r.buf[start..start + len];
