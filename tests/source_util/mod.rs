@@ -93,7 +93,7 @@ pub async fn read_until(
             Ok(None) => panic!("stream ended; events so far: {events:?}"),
             Err(_) => panic!(
                 "timed out after {secs}s; events so far: {:#?}",
-                events.iter().map(|e| short(e)).collect::<Vec<_>>()
+                events.iter().map(short).collect::<Vec<_>>()
             ),
         }
     }
