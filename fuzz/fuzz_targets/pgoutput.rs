@@ -14,12 +14,10 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code, unused_imports)]
+#[path = "../../src/source"]
 mod source {
-    #[path = "../../../src/source/message.rs"]
     pub mod message;
-    #[path = "../../../src/source/parser.rs"]
     pub mod parser;
-    #[path = "../../../src/source/values.rs"]
     pub mod values;
 }
 
