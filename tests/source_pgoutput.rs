@@ -9,7 +9,7 @@ use dbmazz::source::message::{ColumnKind, Relation, ReplicaIdentity};
 use dbmazz::source::values::{ColumnCodec, JsonTarget, PgType, TypeRegistry};
 use dbmazz::source::{CdcMessage, SourceEvent, SourceStream, Streaming};
 use dbmazz_testkit::PgConfig;
-use source_util::{commits, messages, read_until, Fixture};
+use source_util::{messages, read_until, until_commits, Fixture};
 
 const TYPES_SCHEMA: &str = "
 CREATE TYPE mood AS ENUM ('sad', 'happy', 'very happy');
@@ -116,7 +116,7 @@ async fn every_type_matches_the_to_json_oracle() {
     let fx = Fixture::new(PgConfig::default(), TYPES_SCHEMA, false);
     let mut stream = SourceStream::start(fx.config()).await.expect("start");
     fx.sql(TYPES_ROWS);
-    let events = read_until(&mut stream, 30, |e| commits(e) == 1).await;
+    let events = read_until(&mut stream, 30, until_commits(1)).await;
     let mut registry = TypeRegistry::new();
     let mut relation: Option<Relation> = None;
     let mut rows = Vec::new();
@@ -388,7 +388,7 @@ async fn large_transactions_arrive_in_streamed_chunks() {
     fx.sql("INSERT INTO big SELECT g, repeat('p', 100) FROM generate_series(1, 5000) g");
     fx.sql("BEGIN; INSERT INTO big SELECT g, repeat('q', 100) FROM generate_series(10001, 15000) g; ROLLBACK;");
     fx.sql("INSERT INTO big VALUES (0, 'small')");
-    let events = read_until(&mut stream, 60, |e| commits(e) == 1).await;
+    let events = read_until(&mut stream, 60, until_commits(1)).await;
     let msgs = messages(&events);
     let starts = msgs
         .iter()
@@ -476,5 +476,41 @@ async fn two_phase_transactions() {
         .iter()
         .filter(|e| matches!(e, SourceEvent::Keepalive { .. }))
         .count();
+    stream.shutdown().await;
+}
+
+#[tokio::test]
+async fn replication_origin_is_reported_after_begin() {
+    let fx = Fixture::new(
+        PgConfig::default(),
+        "CREATE TABLE t (id int PRIMARY KEY)",
+        false,
+    );
+    let mut stream = SourceStream::start(fx.config()).await.expect("start");
+    fx.sql(
+        "SELECT pg_replication_origin_create('upstream');
+         SELECT pg_replication_origin_session_setup('upstream');
+         BEGIN;
+         SELECT pg_replication_origin_xact_setup('0/1234', now());
+         INSERT INTO t VALUES (1);
+         COMMIT;",
+    );
+    let events = read_until(&mut stream, 20, until_commits(1)).await;
+    let msgs = messages(&events);
+    assert!(matches!(msgs[0], CdcMessage::Begin { .. }));
+    assert!(
+        matches!(msgs[1], CdcMessage::Origin { name, commit_lsn } if name == "upstream" && commit_lsn.to_string() == "0/1234"),
+        "{:?}",
+        msgs[1]
+    );
+    // A Begin followed by Origin is sent with XLogData position 0/0.
+    let begin_pos = events.iter().find_map(|e| match e {
+        SourceEvent::Message {
+            wal_start,
+            msg: CdcMessage::Begin { .. },
+        } => Some(*wal_start),
+        _ => None,
+    });
+    assert_eq!(begin_pos.map(|l| l.0), Some(0));
     stream.shutdown().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use dbmazz::source::{CdcMessage, Lsn, SourceError, SourceEvent, SourceStream};
 use dbmazz_testkit::{PgConfig, StopMode};
-use source_util::{commits, messages, read_until, Fixture};
+use source_util::{messages, read_until, until_commits, Fixture};
 
 #[tokio::test]
 async fn streams_a_transaction_and_confirms_only_checkpointed_lsns() {
@@ -20,7 +20,7 @@ async fn streams_a_transaction_and_confirms_only_checkpointed_lsns() {
     let mut stream = SourceStream::start(fx.config()).await.expect("start");
     assert!(stream.server_info().proto_version >= 1);
     fx.sql("INSERT INTO t VALUES (1, 'a'), (2, 'b')");
-    let events = read_until(&mut stream, 20, |e| commits(e) == 1).await;
+    let events = read_until(&mut stream, 20, until_commits(1)).await;
     let msgs = messages(&events);
     let end_lsn = match msgs.last() {
         Some(CdcMessage::Commit { end_lsn, .. }) => *end_lsn,
@@ -91,7 +91,7 @@ async fn keepalives_are_answered_while_idle() {
         "the connection was dropped: {events:?}"
     );
     fx.sql("INSERT INTO t VALUES (1)");
-    read_until(&mut stream, 20, |e| commits(e) == 1).await;
+    read_until(&mut stream, 20, until_commits(1)).await;
     stream.shutdown().await;
 }
 
@@ -126,7 +126,7 @@ async fn restart_mid_stream(mode: StopMode) {
     let mut stream = SourceStream::start(fx.config()).await.expect("start");
     let handle = stream.confirm_handle();
     fx.sql("INSERT INTO t VALUES (1)");
-    let first = read_until(&mut stream, 20, |e| commits(e) == 1).await;
+    let first = read_until(&mut stream, 20, until_commits(1)).await;
     let durable = last_commit_end(&first);
     handle.confirm(
         store
@@ -136,7 +136,7 @@ async fn restart_mid_stream(mode: StopMode) {
     );
     // Received but never made durable: must come again after the restart.
     fx.sql("INSERT INTO t VALUES (2)");
-    read_until(&mut stream, 20, |e| commits(e) == 1).await;
+    read_until(&mut stream, 20, until_commits(1)).await;
     drop(store); // its connection dies with the server anyway
 
     tokio::task::block_in_place(|| fx.pg.restart(mode)).expect("restart");
@@ -191,7 +191,7 @@ async fn terminated_walsender_is_a_transient_error() {
     );
     let mut stream = SourceStream::start(fx.config()).await.expect("start");
     fx.sql("INSERT INTO t VALUES (1)");
-    read_until(&mut stream, 20, |e| commits(e) == 1).await;
+    read_until(&mut stream, 20, until_commits(1)).await;
     fx.sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'slot1'");
     fx.sql("INSERT INTO t VALUES (2)");
     let ev = read_until(&mut stream, 30, |e| {
@@ -220,7 +220,7 @@ async fn a_slow_consumer_holds_back_reading_without_losing_the_connection() {
     fx.sql("INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g");
     // Consume nothing for three wal_sender_timeouts.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let ev = read_until(&mut stream, 60, |e| commits(e) == 1).await;
+    let ev = read_until(&mut stream, 60, until_commits(1)).await;
     assert!(!ev
         .iter()
         .any(|e| matches!(e, SourceEvent::Reconnected { .. })));
@@ -304,4 +304,55 @@ async fn invalidated_slot_is_a_definite_error() {
         .expect_err("invalidated");
     assert!(matches!(e, SourceError::SlotInvalidated { .. }), "{e}");
     assert!(e.to_string().contains("re-snapshot"), "{e}");
+}
+
+#[tokio::test]
+async fn a_new_stream_resumes_from_the_checkpoint_and_shutdown_releases_the_slot() {
+    let fx = Fixture::new(
+        PgConfig::default(),
+        "CREATE TABLE t (id int PRIMARY KEY)",
+        false,
+    );
+    let store = fx.store().await;
+    let mut stream = SourceStream::start(fx.config()).await.expect("start");
+    fx.sql("INSERT INTO t VALUES (1)");
+    let first = read_until(&mut stream, 20, until_commits(1)).await;
+    let durable = last_commit_end(&first);
+    stream.confirm_handle().confirm(
+        store
+            .commit("job", "slot1", durable, 1)
+            .await
+            .expect("checkpoint"),
+    );
+    fx.sql("INSERT INTO t VALUES (2)");
+    read_until(&mut stream, 20, until_commits(1)).await;
+    stream.shutdown().await;
+    // The walsender is gone once shutdown returns (no lingering connection).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !fx
+        .sql("SELECT active FROM pg_replication_slots WHERE slot_name = 'slot1'")
+        .trim()
+        .eq("f")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot still active after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fx.sql("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'slot1'")
+            .trim(),
+        durable.to_string()
+    );
+
+    // A new worker: loads the checkpoint and starts from it.
+    let checkpoint = store.load("job").await.expect("load").expect("checkpoint");
+    let mut cfg = fx.config();
+    cfg.start_lsn = Some(store.resume_point(&checkpoint));
+    let mut stream = SourceStream::start(cfg).await.expect("restart");
+    assert_eq!(stream.confirm_handle().durable(), durable);
+    let ev = read_until(&mut stream, 20, until_commits(1)).await;
+    assert_eq!(inserted_ids(&ev), vec!["2"]);
+    stream.shutdown().await;
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use dbmazz::source::{SourceError, SourceStream};
 use dbmazz_testkit::postgres::PgAuth;
 use dbmazz_testkit::PgConfig;
-use source_util::{commits, read_until, Fixture};
+use source_util::{read_until, until_commits, Fixture};
 
 struct Certs {
     _dir: tempfile::TempDir,
@@ -157,7 +157,7 @@ async fn streams(fx: &Fixture, url: String) -> Result<(), SourceError> {
     cfg.url = url;
     let mut stream = SourceStream::start(cfg).await?;
     fx.sql("INSERT INTO t VALUES (DEFAULT)");
-    read_until(&mut stream, 20, |e| commits(e) >= 1).await;
+    read_until(&mut stream, 20, until_commits(1)).await;
     stream.shutdown().await;
     Ok(())
 }

@@ -870,7 +870,10 @@ mod tests {
         assert!(enc(&PgType::Integer, "1x", JsonTarget::Native).is_err());
         // Found by the fuzzer: leading zeros are not a JSON number.
         for bad in ["00", "0001", "-01", "", "-"] {
-            assert!(enc(&PgType::Integer, bad, JsonTarget::Native).is_err(), "{bad}");
+            assert!(
+                enc(&PgType::Integer, bad, JsonTarget::Native).is_err(),
+                "{bad}"
+            );
         }
         assert_eq!(ok(&PgType::Integer, "0"), "0");
         assert_eq!(ok(&PgType::Integer, "-0"), "-0");

@@ -126,3 +126,19 @@ pub fn short(e: &SourceEvent) -> String {
         other => format!("{other:?}"),
     }
 }
+
+/// A `read_until` predicate that is true once `n` Commit messages arrived
+/// (counted incrementally: large streams stay linear).
+pub fn until_commits(n: usize) -> impl FnMut(&[SourceEvent]) -> bool {
+    let mut seen = 0;
+    move |events| {
+        if let Some(SourceEvent::Message {
+            msg: CdcMessage::Commit { .. },
+            ..
+        }) = events.last()
+        {
+            seen += 1;
+        }
+        seen >= n
+    }
+}
