@@ -217,14 +217,26 @@ async fn a_slow_consumer_holds_back_reading_without_losing_the_connection() {
     cfg.channel_capacity = 1;
     cfg.status_interval = Duration::from_millis(300);
     let mut stream = SourceStream::start(cfg).await.expect("start");
-    fx.sql("INSERT INTO t SELECT g, repeat('x', 500) FROM generate_series(1, 20000) g");
+    // ~10 MB: far more than the socket buffers and the one-chunk channel hold.
+    fx.sql("INSERT INTO t SELECT g, repeat('x', 2000) FROM generate_series(1, 5000) g");
+    let wal_end: Lsn = fx
+        .sql("SELECT pg_current_wal_lsn()")
+        .trim()
+        .parse()
+        .expect("lsn");
     // Consume nothing for three wal_sender_timeouts.
     tokio::time::sleep(Duration::from_secs(6)).await;
+    // The reader stopped reading: not everything has been received yet.
+    let received = stream.confirm_handle().received();
+    assert!(
+        received < wal_end,
+        "received {received} of {wal_end}: no backpressure"
+    );
     let ev = read_until(&mut stream, 60, until_commits(1)).await;
     assert!(!ev
         .iter()
         .any(|e| matches!(e, SourceEvent::Reconnected { .. })));
-    assert_eq!(inserted_ids(&ev).len(), 20000);
+    assert_eq!(inserted_ids(&ev).len(), 5000);
     stream.shutdown().await;
 }
 
