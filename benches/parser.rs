@@ -116,6 +116,20 @@ fn main() {
     let bytes: usize = frames.iter().map(Bytes::len).sum();
     let msgs = frames.len();
 
+    // Profiling mode: `PARSER_BENCH_PASSES=N` parses the corpus N times and exits,
+    // for callgrind/perf (instruction counts are stable on a noisy machine).
+    if let Some(passes) = std::env::var("PARSER_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let mut n = 0;
+        for _ in 0..passes {
+            n += parse_all(&frames);
+        }
+        println!("parsed {n} messages");
+        return;
+    }
+
     let mut c = Criterion::default()
         .configure_from_args()
         .warm_up_time(Duration::from_secs(1))

@@ -229,6 +229,20 @@ impl TupleData {
         TupleData { buf, cols }
     }
 
+    /// An empty tuple over `buf`, for the parser to fill in place.
+    pub(crate) fn empty(buf: Bytes) -> Self {
+        TupleData {
+            buf,
+            cols: SmallVec::new(),
+        }
+    }
+
+    /// The column table, for the parser to fill in place (same invariant as
+    /// [`TupleData::new`]).
+    pub(crate) fn columns_mut(&mut self) -> &mut SmallVec<[ColumnRef; 16]> {
+        &mut self.cols
+    }
+
     /// Number of columns.
     pub fn len(&self) -> usize {
         self.cols.len()
