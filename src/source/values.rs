@@ -272,6 +272,7 @@ pub struct ColumnCodec {
     table: String,
     column: String,
     ty: PgType,
+    unknown: bool,
     warned: AtomicBool,
 }
 
@@ -281,6 +282,7 @@ impl ColumnCodec {
         ColumnCodec {
             table: table.into(),
             column: column.into(),
+            unknown: ty.has_unknown(),
             ty,
             warned: AtomicBool::new(false),
         }
@@ -298,7 +300,7 @@ impl ColumnCodec {
         target: JsonTarget,
         out: &mut Vec<u8>,
     ) -> Result<(), ValueError> {
-        if self.ty.has_unknown() && !self.warned.swap(true, Ordering::Relaxed) {
+        if self.unknown && !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 table = %self.table,
                 column = %self.column,
