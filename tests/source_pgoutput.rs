@@ -514,3 +514,47 @@ async fn replication_origin_is_reported_after_begin() {
     assert_eq!(begin_pos.map(|l| l.0), Some(0));
     stream.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_large_prepared_transaction_is_streamed_and_ends_with_stream_prepare() {
+    let fx = Fixture::new(
+        PgConfig::default().setting("logical_decoding_work_mem", "64kB"),
+        "CREATE TABLE big (id int PRIMARY KEY, pad text)",
+        true,
+    );
+    let mut cfg = fx.config();
+    cfg.two_phase = true;
+    cfg.streaming = Streaming::On;
+    let mut stream = SourceStream::start(cfg).await.expect("start");
+    if stream.server_info().proto_version < 3 {
+        return;
+    }
+    fx.sql("BEGIN; INSERT INTO big SELECT g, repeat('p', 100) FROM generate_series(1, 3000) g; PREPARE TRANSACTION 'big1'");
+    fx.sql("COMMIT PREPARED 'big1'");
+    let events = read_until(&mut stream, 30, |e| {
+        matches!(
+            e.last(),
+            Some(SourceEvent::Message {
+                msg: CdcMessage::CommitPrepared { .. },
+                ..
+            })
+        )
+    })
+    .await;
+    let msgs = messages(&events);
+    let prepare = msgs.iter().find_map(|m| match m {
+        CdcMessage::StreamPrepare(p) => Some(p),
+        _ => None,
+    });
+    let prepare = prepare.expect("stream prepare");
+    assert_eq!(prepare.gid, "big1");
+    assert!(msgs
+        .iter()
+        .any(|m| matches!(m, CdcMessage::StreamStart { .. })));
+    assert_eq!(count_inserts(&msgs), 3000);
+    let Some(CdcMessage::CommitPrepared { gid, xid, .. }) = msgs.last() else {
+        unreachable!()
+    };
+    assert_eq!((gid.as_str(), *xid), ("big1", prepare.xid));
+    stream.shutdown().await;
+}
