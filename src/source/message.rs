@@ -223,13 +223,8 @@ pub struct TupleData {
 }
 
 impl TupleData {
-    /// Builds a tuple; `cols` must satisfy the type invariant (every `Text` range
-    /// valid UTF-8 inside `buf`): [`TupleData::text`] relies on it.
-    pub(crate) fn new(buf: Bytes, cols: SmallVec<[ColumnRef; 16]>) -> Self {
-        TupleData { buf, cols }
-    }
-
-    /// An empty tuple over `buf`, for the parser to fill in place.
+    /// An empty tuple over `buf`, for the parser to fill in place through
+    /// [`TupleData::columns_mut`].
     pub(crate) fn empty(buf: Bytes) -> Self {
         TupleData {
             buf,
@@ -237,8 +232,8 @@ impl TupleData {
         }
     }
 
-    /// The column table, for the parser to fill in place (same invariant as
-    /// [`TupleData::new`]).
+    /// The column table, for the parser to fill in place. Every `Text` entry added
+    /// must be a range of `buf` holding valid UTF-8: [`TupleData::text`] relies on it.
     pub(crate) fn columns_mut(&mut self) -> &mut SmallVec<[ColumnRef; 16]> {
         &mut self.cols
     }
@@ -274,10 +269,10 @@ impl TupleData {
             return None;
         }
         let bytes = self.raw(i)?;
-        // SAFETY: `TupleData::new` is crate-private and its only caller outside tests
-        // is the parser, which builds a `Text` entry only after checking that exact
-        // range of `buf` is valid UTF-8 (`parser::validate_utf8`); `buf` is immutable
-        // `Bytes`. So the bytes are valid UTF-8. Skipping the second check keeps the
+        // SAFETY: `columns_mut` is crate-private and its only caller outside tests is
+        // the parser, which adds a `Text` entry only after checking that exact range
+        // of `buf` is valid UTF-8 (`parser::validate_utf8`); `buf` is immutable
+        // `Bytes`, and `raw` returned the range only if it lies inside `buf`. So the bytes are valid UTF-8. Skipping the second check keeps the
         // sink's per-value cost at one validation (measured in benches/parser.rs).
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     }
@@ -514,7 +509,8 @@ mod tests {
             ColumnRef::empty(ColumnKind::Null),
             ColumnRef::value(ColumnKind::Text, 3, 9),
         ]);
-        let t = TupleData::new(buf, cols);
+        let mut t = TupleData::empty(buf);
+        *t.columns_mut() = cols;
         assert_eq!(t.text(0), Some("hello"));
         assert_eq!(t.raw(1), None);
         assert_eq!(t.raw(2), None);
