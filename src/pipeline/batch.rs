@@ -579,7 +579,9 @@ mod tests {
                 }
             }
         }
-        TupleData::new(Bytes::from(buf), cols)
+        let mut t = TupleData::empty(Bytes::from(buf));
+        *t.columns_mut() = cols;
+        t
     }
 
     const U: Option<&str> = Some("\u{1}u");
