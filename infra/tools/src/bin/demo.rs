@@ -95,7 +95,8 @@ async fn shop_txn(
         (
             format!(
                 "UPDATE orders SET status = '{status}', note = 'updated ' || now()::text \
-                 WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)"
+                 WHERE id = (SELECT id FROM orders WHERE id >= (SELECT (random() * max(id))::bigint \
+                 FROM orders) ORDER BY id LIMIT 1)"
             ),
             1,
         )
@@ -109,7 +110,8 @@ async fn shop_txn(
         (
             "UPDATE customers SET vip = NOT vip, profile = jsonb_set(coalesce(profile, '{}'), '{visits}', \
              to_jsonb(coalesce((profile->>'visits')::int, 0) + 1)) \
-             WHERE id = (SELECT id FROM customers ORDER BY random() LIMIT 1)"
+             WHERE id = (SELECT id FROM customers WHERE id >= (SELECT (random() * max(id))::bigint \
+             FROM customers) ORDER BY id LIMIT 1)"
                 .to_owned(),
             1,
         )
