@@ -81,7 +81,10 @@ async fn run(rows: i64) -> Result<(), Error> {
         .await?;
         start = end;
     }
-    let target: String = pg.query_one("SELECT pg_current_wal_lsn()::text", &[]).await?.get(0);
+    let target: String = pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
     let target = parse_lsn(&target);
     println!("  written in {:.1} s\n", t.elapsed().as_secs_f64());
 
@@ -123,21 +126,39 @@ async fn run(rows: i64) -> Result<(), Error> {
     let _ = p.wait_exit(Duration::from_secs(30));
     let emu = stack.emulator_stats()?;
     let emu_rows = emu.get("rows_loaded").and_then(|v| v.as_u64()).unwrap_or(0);
-    let emu_rate = emu.get("rows_per_sec_busy").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let emu_rate = emu
+        .get("rows_per_sec_busy")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
 
     // pg_recvlogical
     let bin = dbmazz_testkit::postgres::pg_bin_dir()?.join("pg_recvlogical");
     let t = Instant::now();
     let out = Command::new(&bin)
-        .args(["-d", &stack.pg.conn_string(DB), "--slot", "bench_recv", "--start", "-P", "pgoutput"])
+        .args([
+            "-d",
+            &stack.pg.conn_string(DB),
+            "--slot",
+            "bench_recv",
+            "--start",
+            "-P",
+            "pgoutput",
+        ])
         .args(["-o", "proto_version=1", "-o", "publication_names=bench_pub"])
-        .args(["--endpos", &format!("{:X}/{:X}", target >> 32, target & 0xFFFF_FFFF)])
+        .args([
+            "--endpos",
+            &format!("{:X}/{:X}", target >> 32, target & 0xFFFF_FFFF),
+        ])
         .args(["-f", "/dev/null", "--no-loop"])
         .stdin(Stdio::null())
         .output()?;
     let recv_secs = t.elapsed().as_secs_f64();
     if !out.status.success() {
-        return Err(format!("pg_recvlogical failed: {}", String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "pg_recvlogical failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
 
     let mrows = rows as f64 / 1e6;
@@ -155,7 +176,10 @@ async fn run(rows: i64) -> Result<(), Error> {
         "dbmazz peak RSS               {:>10}",
         human_bytes(peak.peak_rss_bytes.max(at_catch_up.peak_rss_bytes))
     );
-    println!("dbmazz RSS 5 s after catch-up {:>10}", human_bytes(after.rss_bytes));
+    println!(
+        "dbmazz RSS 5 s after catch-up {:>10}",
+        human_bytes(after.rss_bytes)
+    );
     println!("emulator rows validated       {emu_rows}  ({emu_rate:.0} rows/s of its own time)");
     if emu_rows < rows as u64 {
         return Err(format!("the emulator saw {emu_rows} rows, expected {rows}").into());
