@@ -11,10 +11,9 @@ CARGO ?= cargo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-demo: ## Run dbmazz end to end on an embedded default setup
-	@echo "make demo: the end-to-end demo is not there yet; it arrives with the engine." >&2
-	@echo "Nothing was run. Meanwhile: 'make test' runs the suite, 'dbmazz check' validates a configuration." >&2
-	@exit 1
+demo: deps ## Run dbmazz end to end on a throw-away setup (PostgreSQL, emulator, workload, check)
+	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
+	target/release/dbmazz-demo
 
 test: deps fmt-check clippy nextest ## Install missing deps, check formatting and lints, run every test
 

@@ -197,6 +197,9 @@ pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Out
 
     let mut cfg = SourceConfig::new(&settings.source_url, &settings.slot, &settings.publication);
     cfg.start_lsn = Some(resume);
+    // A chunk holds up to a few thousand decoded messages (~0.5 KiB each); a few
+    // chunks of read-ahead keep the reader busy without holding much memory.
+    cfg.channel_capacity = 4;
     let mut source = match SourceStream::start(cfg).await {
         Ok(s) => s,
         Err(e) => return source_outcome(e),

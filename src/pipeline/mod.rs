@@ -394,7 +394,7 @@ impl Batcher {
 fn push(open: &mut OpenTxn, change: Change) {
     open.txn.bytes += match &change {
         Change::Row { row, .. } => row.retained_bytes(),
-        Change::KeyChange { old, new, .. } => old.retained_bytes() + new.retained_bytes(),
+        Change::KeyChange { rows, .. } => rows.0.retained_bytes() + rows.1.retained_bytes(),
         Change::Truncate { .. } => 0,
     };
     open.txn.changes.push(change);
@@ -436,8 +436,7 @@ fn update_change(
         };
         Change::KeyChange {
             schema,
-            old: old_row,
-            new: new_row,
+            rows: Box::new((old_row, new_row)),
         }
     } else if key_only {
         Change::Row {

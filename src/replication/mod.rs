@@ -11,8 +11,9 @@
 //!
 //! Invariants kept here:
 //! * the flush LSN sent to the server is only ever the resume point or a
-//!   [`Checkpointed`] LSN handed to [`ConfirmHandle::confirm`]; keepalives with
-//!   "reply requested" are answered at once with that LSN;
+//!   [`Checkpointed`] LSN handed to [`ConfirmHandle::confirm`] (or 0/0, "no
+//!   claim", see [`wal_handler`]); keepalives with "reply requested" are answered
+//!   at once;
 //! * when the consumer is slow the loop stops reading the socket (the server
 //!   blocks on its send buffer) but keeps sending periodic status updates, so
 //!   `wal_sender_timeout` never ends the connection;
@@ -148,7 +149,7 @@ impl Driver {
         loop {
             match self.stream(&mut conn, first).await {
                 Ok(()) => {
-                    let _ = conn.send(&self.feedback().status_update(false)).await;
+                    let _ = conn.send(&self.feedback().final_status_update()).await;
                     conn.close().await;
                     return;
                 }
@@ -182,8 +183,13 @@ impl Driver {
         }
     }
 
-    async fn send_status(&self, conn: &mut ReplicationConnection) -> Result<(), SourceError> {
-        conn.send(&self.feedback().status_update(false)).await
+    async fn send_status(
+        &self,
+        conn: &mut ReplicationConnection,
+        reported: &mut Lsn,
+    ) -> Result<(), SourceError> {
+        conn.send(&self.feedback().status_update(reported, false))
+            .await
     }
 
     async fn stream(
@@ -192,6 +198,8 @@ impl Driver {
         mut chunk: Vec<SourceEvent>,
     ) -> Result<(), SourceError> {
         let mut parser = PgOutputParser::new();
+        // What this connection last reported as flushed (see wal_handler).
+        let mut reported = Lsn::ZERO;
         let period = self.config.status_interval;
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -225,7 +233,10 @@ impl Driver {
                             chunk.push(SourceEvent::Keepalive { wal_end });
                         }
                     },
-                    b'c' => return Err(SourceError::Closed("the server ended the stream")),
+                    // CopyDone, or CommandComplete straight away when a walsender shuts down.
+                    b'c' | b'C' | b'Z' => {
+                        return Err(SourceError::Closed("the server ended the stream"))
+                    }
                     b'E' => return Err(conn.server_error(&body)),
                     b'N' => {
                         let notice = crate::source::error::ServerError::parse(&body);
@@ -241,11 +252,11 @@ impl Driver {
                 }
             }
             if reply {
-                self.send_status(conn).await?;
+                self.send_status(conn, &mut reported).await?;
             }
             if !chunk.is_empty() {
                 let full = std::mem::replace(&mut chunk, Vec::with_capacity(256));
-                match self.deliver(conn, full, &mut ticker).await? {
+                match self.deliver(conn, full, &mut ticker, &mut reported).await? {
                     Flow::Continue => continue,
                     Flow::Stop => return Ok(()),
                 }
@@ -257,8 +268,10 @@ impl Driver {
                 biased;
                 _ = self.cancel.cancelled() => return Ok(()),
                 _ = self.tx.closed() => return Ok(()),
-                _ = self.confirm.shared.notify.notified() => self.send_status(conn).await?,
-                _ = ticker.tick() => self.send_status(conn).await?,
+                _ = self.confirm.shared.notify.notified() => {
+                    self.send_status(conn, &mut reported).await?
+                }
+                _ = ticker.tick() => self.send_status(conn, &mut reported).await?,
                 r = conn.fill() => r?,
             }
         }
@@ -271,6 +284,7 @@ impl Driver {
         conn: &mut ReplicationConnection,
         chunk: Vec<SourceEvent>,
         ticker: &mut tokio::time::Interval,
+        reported: &mut Lsn,
     ) -> Result<Flow, SourceError> {
         loop {
             tokio::select! {
@@ -285,8 +299,8 @@ impl Driver {
                         Err(_) => Ok(Flow::Stop),
                     };
                 }
-                _ = self.confirm.shared.notify.notified() => self.send_status(conn).await?,
-                _ = ticker.tick() => self.send_status(conn).await?,
+                _ = self.confirm.shared.notify.notified() => self.send_status(conn, reported).await?,
+                _ = ticker.tick() => self.send_status(conn, reported).await?,
             }
         }
     }

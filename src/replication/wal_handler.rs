@@ -11,10 +11,20 @@
 //! WAL. [`Feedback`] therefore only ever reports a flush LSN taken from a
 //! [`Checkpointed`] (which only the checkpoint store can create, after the
 //! checkpoint row is written) or the resume point the stream was started from.
-//! The written LSN is the last position received (informational for logical slots);
-//! the applied LSN equals the flush LSN so that a server which lists dbmazz in
-//! `synchronous_standby_names` with `remote_apply` never counts a commit as applied
-//! before it is durable in the sink.
+//! The written LSN is the last position received (informational for logical
+//! slots); the applied LSN equals the flush field.
+//!
+//! The flush field carries the durable LSN in the first status update after it
+//! moved (and in the first one of every connection), and 0/0 ("no claim") in the
+//! others. For a logical slot the server only ever moves `confirmed_flush_lsn`
+//! forward, so 0/0 never takes anything back. The reason: during a fast or smart
+//! shutdown a walsender waits until the client's reported flush position (or,
+//! when that is 0/0, its write position) reaches everything it sent, and our
+//! status updates keep resetting `wal_sender_timeout`. Repeating a durable LSN
+//! that lags behind (the sink is slow, or the pipeline holds an open transaction)
+//! would therefore block the server's shutdown indefinitely; reporting 0/0 lets it
+//! finish as soon as everything was received, and the next connection resumes from
+//! the durable LSN anyway.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -193,11 +203,30 @@ impl Feedback {
         Lsn(self.received.load(Ordering::Acquire))
     }
 
-    /// The status update to send now.
-    pub fn status_update(&self, reply_requested: bool) -> Bytes {
+    /// The status update to send now on a connection that last reported
+    /// `reported` as flushed (0/0 for a new connection).
+    ///
+    /// The flush field carries the durable LSN when it is ahead of what this
+    /// connection already reported, and 0/0 ("no claim") otherwise; see the module
+    /// docs for why.
+    pub fn status_update(&self, reported: &mut Lsn, reply_requested: bool) -> Bytes {
+        let durable = self.durable();
+        let flush = if durable > *reported {
+            *reported = durable;
+            durable
+        } else {
+            Lsn::ZERO
+        };
+        let written = self.received().max(durable);
+        standby_status_update(written, flush, flush, pg_now(), reply_requested)
+    }
+
+    /// A status update that reports the durable LSN whatever was reported before
+    /// (the last message of a connection).
+    pub fn final_status_update(&self) -> Bytes {
         let durable = self.durable();
         let written = self.received().max(durable);
-        standby_status_update(written, durable, durable, pg_now(), reply_requested)
+        standby_status_update(written, durable, durable, pg_now(), false)
     }
 }
 
@@ -280,9 +309,11 @@ mod tests {
     fn fresh_feedback_reports_zero_flush_and_received_as_written() {
         let f = Feedback::new(None);
         f.received_up_to(Lsn(500));
-        let m = f.status_update(false);
+        let mut reported = Lsn::ZERO;
+        let m = f.status_update(&mut reported, false);
         assert_eq!(&m[6..14], &500u64.to_be_bytes());
         assert_eq!(&m[14..22], &0u64.to_be_bytes());
         assert_eq!(&m[22..30], &0u64.to_be_bytes());
+        assert_eq!(reported, Lsn::ZERO);
     }
 }

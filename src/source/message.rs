@@ -135,41 +135,80 @@ pub struct TypeInfo {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ColumnKind {
     /// `n`: SQL NULL.
-    Null,
+    Null = 0,
     /// `u`: an unchanged TOASTed value that the server did not send. Not NULL.
-    UnchangedToast,
+    UnchangedToast = 1,
     /// `t`: the type's text output (UTF-8, validated by the parser).
-    Text,
+    Text = 2,
     /// `b`: the type's binary send format.
-    Binary,
+    Binary = 3,
 }
 
-/// Where one column's value sits inside the frame.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+/// Where one column's value sits inside the frame: 8 bytes, the kind packed into
+/// the two top bits of the length (values are at most 1 GiB - 1 bytes, PostgreSQL's
+/// own limit, which the parser checks).
+#[derive(Copy, Clone, PartialEq, Eq)]
 pub struct ColumnRef {
-    kind: ColumnKind,
     start: u32,
-    len: u32,
+    len_kind: u32,
 }
+
+const LEN_MASK: u32 = 0x3FFF_FFFF;
+
+/// Longest column value a [`ColumnRef`] can describe.
+pub const MAX_VALUE_LEN: usize = LEN_MASK as usize;
 
 impl ColumnRef {
     /// A column without a value (`n` or `u`).
     pub(crate) fn empty(kind: ColumnKind) -> Self {
         ColumnRef {
-            kind,
             start: 0,
-            len: 0,
+            len_kind: (kind as u32) << 30,
         }
     }
 
-    /// A column whose value is `buf[start..start + len]`.
+    /// A column whose value is `buf[start..start + len]`; `len` must be at most
+    /// [`MAX_VALUE_LEN`].
     pub(crate) fn value(kind: ColumnKind, start: u32, len: u32) -> Self {
-        ColumnRef { kind, start, len }
+        ColumnRef {
+            start,
+            len_kind: ((kind as u32) << 30) | (len & LEN_MASK),
+        }
     }
 
     /// The column's kind.
+    #[inline]
     pub fn kind(&self) -> ColumnKind {
-        self.kind
+        match self.len_kind >> 30 {
+            0 => ColumnKind::Null,
+            1 => ColumnKind::UnchangedToast,
+            2 => ColumnKind::Text,
+            _ => ColumnKind::Binary,
+        }
+    }
+
+    /// Length of the value in bytes (0 for NULL and unchanged TOAST).
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.len_kind & LEN_MASK) as usize
+    }
+
+    /// True when the value is empty (or absent).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn range(&self) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        start..start + self.len()
+    }
+}
+
+impl fmt::Debug for ColumnRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}({})", self.kind(), self.len())
     }
 }
 
@@ -184,9 +223,19 @@ pub struct TupleData {
 }
 
 impl TupleData {
-    /// Builds a tuple; `cols` must satisfy the type invariant.
-    pub(crate) fn new(buf: Bytes, cols: SmallVec<[ColumnRef; 16]>) -> Self {
-        TupleData { buf, cols }
+    /// An empty tuple over `buf`, for the parser to fill in place through
+    /// [`TupleData::columns_mut`].
+    pub(crate) fn empty(buf: Bytes) -> Self {
+        TupleData {
+            buf,
+            cols: SmallVec::new(),
+        }
+    }
+
+    /// The column table, for the parser to fill in place. Every `Text` entry added
+    /// must be a range of `buf` holding valid UTF-8: [`TupleData::text`] relies on it.
+    pub(crate) fn columns_mut(&mut self) -> &mut SmallVec<[ColumnRef; 16]> {
+        &mut self.cols
     }
 
     /// Number of columns.
@@ -201,17 +250,14 @@ impl TupleData {
 
     /// Kind of column `i`, `None` past the end.
     pub fn kind(&self, i: usize) -> Option<ColumnKind> {
-        self.cols.get(i).map(|c| c.kind)
+        self.cols.get(i).map(ColumnRef::kind)
     }
 
     /// Raw bytes of column `i` (text or binary); `None` for NULL, unchanged TOAST or past the end.
     pub fn raw(&self, i: usize) -> Option<&[u8]> {
         let c = self.cols.get(i)?;
-        match c.kind {
-            ColumnKind::Text | ColumnKind::Binary => {
-                let start = c.start as usize;
-                self.buf.get(start..start + c.len as usize)
-            }
+        match c.kind() {
+            ColumnKind::Text | ColumnKind::Binary => self.buf.get(c.range()),
             ColumnKind::Null | ColumnKind::UnchangedToast => None,
         }
     }
@@ -219,22 +265,25 @@ impl TupleData {
     /// Text value of column `i`; `None` unless the column is a `t` value.
     pub fn text(&self, i: usize) -> Option<&str> {
         let c = self.cols.get(i)?;
-        if c.kind != ColumnKind::Text {
+        if c.kind() != ColumnKind::Text {
             return None;
         }
-        // The parser validated this range with simdutf8; re-checking here would double
-        // the cost on the hot path, so a failure can only mean a broken invariant.
-        self.raw(i).and_then(|b| std::str::from_utf8(b).ok())
+        let bytes = self.raw(i)?;
+        // SAFETY: `columns_mut` is crate-private and its only caller outside tests is
+        // the parser, which adds a `Text` entry only after checking that exact range
+        // of `buf` is valid UTF-8 (`parser::validate_utf8`); `buf` is immutable
+        // `Bytes`, and `raw` returned the range only if it lies inside `buf`. So the bytes are valid UTF-8. Skipping the second check keeps the
+        // sink's per-value cost at one validation (measured in benches/parser.rs).
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
     }
 
     /// Zero-copy `Bytes` view of column `i`'s value.
     pub fn bytes(&self, i: usize) -> Option<Bytes> {
         let c = self.cols.get(i)?;
-        match c.kind {
+        match c.kind() {
             ColumnKind::Text | ColumnKind::Binary => {
-                let start = c.start as usize;
-                let end = start + c.len as usize;
-                (end <= self.buf.len()).then(|| self.buf.slice(start..end))
+                let r = c.range();
+                (r.end <= self.buf.len()).then(|| self.buf.slice(r))
             }
             ColumnKind::Null | ColumnKind::UnchangedToast => None,
         }
@@ -249,9 +298,7 @@ impl TupleData {
 impl fmt::Debug for TupleData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Row values never go to logs: print shapes only.
-        f.debug_list()
-            .entries(self.cols.iter().map(|c| (c.kind, c.len)))
-            .finish()
+        f.debug_list().entries(self.cols.iter()).finish()
     }
 }
 
@@ -462,7 +509,8 @@ mod tests {
             ColumnRef::empty(ColumnKind::Null),
             ColumnRef::value(ColumnKind::Text, 3, 9),
         ]);
-        let t = TupleData::new(buf, cols);
+        let mut t = TupleData::empty(buf);
+        *t.columns_mut() = cols;
         assert_eq!(t.text(0), Some("hello"));
         assert_eq!(t.raw(1), None);
         assert_eq!(t.raw(2), None);

@@ -35,6 +35,9 @@ pub use crate::replication::ConfirmHandle;
 use crate::replication::{connect_and_start, Chunk, Driver};
 
 /// What the replication stream hands to the pipeline.
+// Messages are the hot path and the other variants are rare: boxing the message
+// would add an allocation per change to save space on keepalives.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceEvent {
     /// One decoded pgoutput message. `wal_start` is the XLogData position, which is

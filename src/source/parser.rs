@@ -31,11 +31,10 @@
 use std::fmt;
 
 use bytes::Bytes;
-use smallvec::SmallVec;
 
 use super::message::{
     CdcMessage, ColumnKind, ColumnRef, Lsn, PrepareInfo, Relation, RelationColumn, ReplicaIdentity,
-    TupleData, TypeInfo, Xid,
+    TupleData, TypeInfo, Xid, MAX_VALUE_LEN,
 };
 
 /// A pgoutput message tag, printed as the character the protocol documents.
@@ -111,8 +110,9 @@ pub enum ParseErrorKind {
     /// Bytes left over after a complete message.
     #[error("{0} unexpected trailing bytes")]
     TrailingBytes(usize),
-    /// The message is larger than the 4 GiB the tuple offsets can address.
-    #[error("message of {0} bytes is too large")]
+    /// The message is larger than the 4 GiB the tuple offsets can address, or a
+    /// column value is larger than PostgreSQL's 1 GiB limit.
+    #[error("{0} bytes is too large")]
     TooLarge(usize),
 }
 
@@ -326,6 +326,8 @@ impl PgOutputParser {
             return Err(r.err(ParseErrorKind::TooLarge(buf.len())));
         }
         let msg = match tag {
+            // Row changes are built in place: the message is large (three tuples
+            // for an Update) and moving it around costs more than parsing a column.
             b'I' => {
                 let xid = self.stream_xid(&mut r)?;
                 let rel_id = r.u32("relation id")?;
@@ -333,53 +335,66 @@ impl PgOutputParser {
                 if marker != b'N' {
                     return Err(unexpected(&r, "Insert tuple marker", marker));
                 }
-                let new = tuple(&mut r, data)?;
-                CdcMessage::Insert { xid, rel_id, new }
+                let mut msg = CdcMessage::Insert {
+                    xid,
+                    rel_id,
+                    new: TupleData::empty(data.clone()),
+                };
+                if let CdcMessage::Insert { new, .. } = &mut msg {
+                    tuple_into(&mut r, new)?;
+                }
+                msg
             }
             b'U' => {
                 let xid = self.stream_xid(&mut r)?;
                 let rel_id = r.u32("relation id")?;
-                let mut old_key = None;
-                let mut old = None;
-                let mut marker = r.u8("tuple marker")?;
-                match marker {
-                    b'K' => {
-                        old_key = Some(tuple(&mut r, data)?);
-                        marker = r.u8("tuple marker")?;
-                    }
-                    b'O' => {
-                        old = Some(tuple(&mut r, data)?);
-                        marker = r.u8("tuple marker")?;
-                    }
-                    _ => {}
-                }
-                if marker != b'N' {
-                    return Err(unexpected(&r, "Update tuple marker", marker));
-                }
-                let new = tuple(&mut r, data)?;
-                CdcMessage::Update {
+                let mut msg = CdcMessage::Update {
                     xid,
                     rel_id,
-                    old_key,
-                    old,
-                    new,
+                    old_key: None,
+                    old: None,
+                    new: TupleData::empty(data.clone()),
+                };
+                if let CdcMessage::Update {
+                    old_key, old, new, ..
+                } = &mut msg
+                {
+                    let mut marker = r.u8("tuple marker")?;
+                    let before = match marker {
+                        b'K' => Some(old_key.insert(TupleData::empty(data.clone()))),
+                        b'O' => Some(old.insert(TupleData::empty(data.clone()))),
+                        _ => None,
+                    };
+                    if let Some(t) = before {
+                        tuple_into(&mut r, t)?;
+                        marker = r.u8("tuple marker")?;
+                    }
+                    if marker != b'N' {
+                        return Err(unexpected(&r, "Update tuple marker", marker));
+                    }
+                    tuple_into(&mut r, new)?;
                 }
+                msg
             }
             b'D' => {
                 let xid = self.stream_xid(&mut r)?;
                 let rel_id = r.u32("relation id")?;
                 let marker = r.u8("tuple marker")?;
-                let (old_key, old) = match marker {
-                    b'K' => (Some(tuple(&mut r, data)?), None),
-                    b'O' => (None, Some(tuple(&mut r, data)?)),
-                    _ => return Err(unexpected(&r, "Delete tuple marker", marker)),
-                };
-                CdcMessage::Delete {
+                let mut msg = CdcMessage::Delete {
                     xid,
                     rel_id,
-                    old_key,
-                    old,
+                    old_key: None,
+                    old: None,
+                };
+                if let CdcMessage::Delete { old_key, old, .. } = &mut msg {
+                    let t = match marker {
+                        b'K' => old_key.insert(TupleData::empty(data.clone())),
+                        b'O' => old.insert(TupleData::empty(data.clone())),
+                        _ => return Err(unexpected(&r, "Delete tuple marker", marker)),
+                    };
+                    tuple_into(&mut r, t)?;
                 }
+                msg
             }
             b'B' => CdcMessage::Begin {
                 final_lsn: r.lsn("final LSN")?,
@@ -597,20 +612,24 @@ fn prepare(r: &mut Reader<'_>) -> Result<PrepareInfo> {
 }
 
 /// TupleData: Int16 column count, then per column a kind byte and, for `t`/`b`, an
-/// Int32 length and the value.
+/// Int32 length and the value. Fills `t` (an empty tuple over the message) in place.
 #[inline]
-fn tuple(r: &mut Reader<'_>, frame: &Bytes) -> Result<TupleData> {
+fn tuple_into(r: &mut Reader<'_>, t: &mut TupleData) -> Result<()> {
     let ncols = r.len16("column count")?;
     // Every column takes at least its kind byte: bound the allocation by the input.
     if ncols > r.remaining() {
         return Err(r.truncated("tuple columns", ncols as u64));
     }
-    let mut cols: SmallVec<[ColumnRef; 16]> = SmallVec::with_capacity(ncols);
+    let cols = t.columns_mut();
+    cols.reserve_exact(ncols);
     for _ in 0..ncols {
         let kind = r.u8("column kind")?;
         match kind {
             b't' | b'b' => {
                 let len = r.len32("column length")?;
+                if len > MAX_VALUE_LEN {
+                    return Err(r.err(ParseErrorKind::TooLarge(len)));
+                }
                 let start = r.skip(len, "column value")?;
                 let kind = if kind == b't' {
                     let bytes = &r.buf[start..start + len];
@@ -635,7 +654,7 @@ fn tuple(r: &mut Reader<'_>, frame: &Bytes) -> Result<TupleData> {
             other => return Err(unexpected(r, "column kind", other)),
         }
     }
-    Ok(TupleData::new(frame.clone(), cols))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -644,7 +663,7 @@ mod tests {
 
     /// Builds pgoutput messages for tests.
     #[derive(Default)]
-    pub(crate) struct W(Vec<u8>);
+    struct W(Vec<u8>);
 
     impl W {
         fn tag(t: u8) -> Self {

@@ -136,6 +136,11 @@ impl ConnParams {
                 SourceError::Config(format!("the source URL is not a valid URL: {e}"))
             })?;
             if let Some(h) = url.host_str() {
+                // IPv6 literals come bracketed: [::1].
+                let h = h
+                    .strip_prefix('[')
+                    .and_then(|x| x.strip_suffix(']'))
+                    .unwrap_or(h);
                 if !h.is_empty() {
                     p.set("host", &pct(h)?)?;
                 }
@@ -1264,6 +1269,10 @@ mod tests {
         assert_eq!(p.sslmode, SslMode::VerifyFull);
         assert_eq!(p.sslrootcert, Some(PathBuf::from("/tmp/ca.pem")));
         assert!(!format!("{p:?}").contains("p/w"));
+        let p = ConnParams::parse("postgresql://u@[::1]:5433/d").expect("valid");
+        assert_eq!((p.host.as_str(), p.port), ("::1", 5433));
+        let p = ConnParams::parse("postgresql://u@%2Fvar%2Frun%2Fpostgresql/d").expect("valid");
+        assert_eq!(p.host, "/var/run/postgresql");
         let p = ConnParams::parse("postgresql://u@h/d").expect("valid");
         assert_eq!((p.port, p.sslmode), (5432, SslMode::Prefer));
         assert!(ConnParams::parse("postgres://u@h/d?sslmode=bogus").is_err());

@@ -272,6 +272,7 @@ pub struct ColumnCodec {
     table: String,
     column: String,
     ty: PgType,
+    unknown: bool,
     warned: AtomicBool,
 }
 
@@ -281,6 +282,7 @@ impl ColumnCodec {
         ColumnCodec {
             table: table.into(),
             column: column.into(),
+            unknown: ty.has_unknown(),
             ty,
             warned: AtomicBool::new(false),
         }
@@ -298,7 +300,7 @@ impl ColumnCodec {
         target: JsonTarget,
         out: &mut Vec<u8>,
     ) -> Result<(), ValueError> {
-        if self.ty.has_unknown() && !self.warned.swap(true, Ordering::Relaxed) {
+        if self.unknown && !self.warned.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 table = %self.table,
                 column = %self.column,
@@ -429,10 +431,14 @@ fn encode_inner(
     Ok(())
 }
 
-/// `-?[0-9]+`
+/// `-?(0|[1-9][0-9]*)`: what PostgreSQL prints, and a valid JSON number (no
+/// leading zeros).
 fn is_integer(b: &[u8]) -> bool {
     let digits = b.strip_prefix(b"-").unwrap_or(b);
-    !digits.is_empty() && digits.len() <= 20 && digits.iter().all(u8::is_ascii_digit)
+    !digits.is_empty()
+        && digits.len() <= 20
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1)
 }
 
 /// `-?[0-9]+(\.[0-9]+)?`
@@ -864,6 +870,15 @@ mod tests {
             "-9223372036854775808"
         );
         assert!(enc(&PgType::Integer, "1x", JsonTarget::Native).is_err());
+        // Found by the fuzzer: leading zeros are not a JSON number.
+        for bad in ["00", "0001", "-01", "", "-"] {
+            assert!(
+                enc(&PgType::Integer, bad, JsonTarget::Native).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(ok(&PgType::Integer, "0"), "0");
+        assert_eq!(ok(&PgType::Integer, "-0"), "-0");
         assert_eq!(ok(&PgType::Float, "1.5e+300"), "1.5e+300");
         assert_eq!(ok(&PgType::Float, "-0"), "-0");
         assert_eq!(ok(&PgType::Float, "NaN"), "\"NaN\"");

@@ -54,8 +54,19 @@ impl Fixture {
         self.pg.psql("postgres", sql).expect("sql")
     }
 
+    /// A checkpoint store in its own database, so its writes stay out of the
+    /// publication (FOR ALL TABLES) of the streamed database.
     pub async fn store(&self) -> StateStore {
-        StateStore::connect(&self.pg.url("postgres"), "dbmazz")
+        if self
+            .sql("SELECT 1 FROM pg_database WHERE datname = 'dbmazz_state'")
+            .trim()
+            .is_empty()
+        {
+            self.pg
+                .create_database("dbmazz_state")
+                .expect("state database");
+        }
+        StateStore::connect(&self.pg.url("dbmazz_state"), "dbmazz")
             .await
             .expect("state store")
     }
@@ -82,7 +93,7 @@ pub async fn read_until(
             Ok(None) => panic!("stream ended; events so far: {events:?}"),
             Err(_) => panic!(
                 "timed out after {secs}s; events so far: {:#?}",
-                events.iter().map(|e| short(e)).collect::<Vec<_>>()
+                events.iter().map(short).collect::<Vec<_>>()
             ),
         }
     }
@@ -113,5 +124,21 @@ pub fn short(e: &SourceEvent) -> String {
             s.chars().take(120).collect()
         }
         other => format!("{other:?}"),
+    }
+}
+
+/// A `read_until` predicate that is true once `n` Commit messages arrived
+/// (counted incrementally: large streams stay linear).
+pub fn until_commits(n: usize) -> impl FnMut(&[SourceEvent]) -> bool {
+    let mut seen = 0;
+    move |events| {
+        if let Some(SourceEvent::Message {
+            msg: CdcMessage::Commit { .. },
+            ..
+        }) = events.last()
+        {
+            seen += 1;
+        }
+        seen >= n
     }
 }

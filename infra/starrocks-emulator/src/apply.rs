@@ -53,6 +53,38 @@ struct KeyState {
     first_row: usize,
 }
 
+/// A statement's values stay well under MariaDB's default `max_allowed_packet` (16 MiB).
+const MAX_STMT_BYTES: usize = 4 << 20;
+
+/// Splits `rows` into statements of at most `per_stmt` rows and about
+/// [`MAX_STMT_BYTES`] of values (a single larger row gets a statement of its own).
+fn byte_chunks<'r>(batch: &Batch<'_>, rows: &'r [usize], per_stmt: usize) -> Vec<&'r [usize]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0usize;
+    for (n, &i) in rows.iter().enumerate() {
+        let size: usize = batch
+            .row(i)
+            .iter()
+            .map(|c| match c {
+                Cell::Str(s) | Cell::Json(s) => s.len() + 8,
+                Cell::Bytes(b) => b.len() + 8,
+                _ => 16,
+            })
+            .sum();
+        if n > start && (n - start >= per_stmt || bytes + size > MAX_STMT_BYTES) {
+            out.push(rows.get(start..n).unwrap_or_default());
+            start = n;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        out.push(rows.get(start..).unwrap_or_default());
+    }
+    out
+}
+
 /// Placeholders per statement stay well under MariaDB's 65535.
 const MAX_PARAMS: usize = 30_000;
 const MAX_ROWS_PER_STMT: usize = 1000;
@@ -403,7 +435,7 @@ async fn insert_rows(
     let width = cols.len().max(1);
     let per_stmt = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STMT);
     let tuple = format!("({})", vec!["?"; cols.len()].join(","));
-    for chunk in rows.chunks(per_stmt) {
+    for chunk in byte_chunks(batch, rows, per_stmt) {
         let mut params = Vec::with_capacity(chunk.len() * width);
         for &i in chunk {
             for (cell, col) in batch.row(i).iter().zip(&cols) {
@@ -424,17 +456,34 @@ async fn insert_rows(
     Ok(())
 }
 
-/// Serialises a batch's rows for staging (transaction loads).
-pub fn encode_batch(batch: &Batch<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(batch.cells.len() * 12 + 16);
-    out.extend_from_slice(&(batch.width as u32).to_le_bytes());
-    out.extend_from_slice(&(batch.len() as u32).to_le_bytes());
+/// Serialises a batch's rows for staging (transaction loads), in payloads of about
+/// [`MAX_STMT_BYTES`] each so no single row of the staging table outgrows MariaDB's
+/// packet limit.
+pub fn encode_batch(batch: &Batch<'_>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut rows = 0u32;
+    let flush = |body: &mut Vec<u8>, rows: &mut u32, out: &mut Vec<Vec<u8>>| {
+        if *rows > 0 {
+            let mut p = Vec::with_capacity(body.len() + 8);
+            p.extend_from_slice(&(batch.width as u32).to_le_bytes());
+            p.extend_from_slice(&rows.to_le_bytes());
+            p.append(body);
+            out.push(p);
+            *rows = 0;
+        }
+    };
     for (i, op) in batch.ops.iter().enumerate() {
-        out.push(u8::from(*op == Op::Delete));
+        body.push(u8::from(*op == Op::Delete));
         for c in batch.row(i) {
-            crate::convert::encode(c, &mut out);
+            crate::convert::encode(c, &mut body);
+        }
+        rows += 1;
+        if body.len() >= MAX_STMT_BYTES {
+            flush(&mut body, &mut rows, &mut out);
         }
     }
+    flush(&mut body, &mut rows, &mut out);
     out
 }
 

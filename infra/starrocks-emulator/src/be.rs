@@ -22,12 +22,13 @@ use crate::apply::{apply, decode_batch, encode_batch};
 use crate::faults::{DelayPhase, FaultKind, OpKind, Outcome, Site, Target};
 use crate::params::{self, BodyLimits, Headers, LoadPlan};
 use crate::response::{LoadResult, LoadStatus, TxnOp, TxnResp};
-use crate::rows::{scan, Batch};
+use crate::rows::{scan_with, Batch};
 use crate::schema::{SchemaError, TableSchema};
 use crate::server::{
     basic_auth, headers_of, json_ok, not_found, query_param, read_body, respond, segments,
     BodyError, DropConnection, HandlerResult, Shared,
 };
+use crate::stats::Rows;
 use crate::store::{now_ms, rc, BeginError, Txn, TxnKind, TxnState};
 
 /// Handles one BE request.
@@ -275,10 +276,12 @@ async fn stream_load(
             s.record(
                 &format!("{db}.{table}"),
                 false,
-                0,
-                0,
-                0,
-                0,
+                Rows {
+                    total: 0,
+                    loaded: 0,
+                    filtered: 0,
+                    bytes: 0,
+                },
                 started.elapsed(),
             )
         })
@@ -480,7 +483,7 @@ async fn stream_load(
     res.load_bytes = body.len() as u64;
     // 6. Scan.
     let write_at = Instant::now();
-    let batch = match scan(&body, &plan, &schema) {
+    let batch = match scan_with(&body, &plan, &schema, !shared.cfg.discard) {
         Ok(b) => b,
         Err(e) => {
             let m = e.to_string();
@@ -512,10 +515,12 @@ async fn stream_load(
             s.record(
                 &key,
                 ok,
-                batch.total,
-                res.loaded,
-                batch.filtered,
-                bytes,
+                Rows {
+                    total: batch.total,
+                    loaded: res.loaded,
+                    filtered: batch.filtered,
+                    bytes,
+                },
                 started.elapsed(),
             )
         });
@@ -568,7 +573,17 @@ async fn stream_load(
             }
         });
         shared.track(h);
-        shared.with_stats(|s| s.record(&key, false, 0, 0, 0, bytes, started.elapsed()));
+        shared.with_stats(|s| {
+            s.record(
+                &key,
+                false,
+                Rows {
+                    bytes,
+                    ..Rows::default()
+                },
+                started.elapsed(),
+            )
+        });
         return Ok(json_ok(
             LoadResult::new(
                 &label,
@@ -649,10 +664,12 @@ async fn stream_load(
         s.record(
             &key,
             ok,
-            res.total,
-            res.loaded,
-            res.filtered,
-            bytes,
+            Rows {
+                total: res.total,
+                loaded: res.loaded,
+                filtered: res.filtered,
+                bytes,
+            },
             started.elapsed(),
         )
     });
@@ -978,20 +995,24 @@ async fn txn_load_locked(
         Err(BodyError::Timeout) => return Ok(abort("transaction load timed out".into()).await),
         Err(BodyError::Io(e)) => return Ok(abort(format!("reading the body failed: {e}")).await),
     };
-    let batch = match scan(&body, &plan, &schema) {
+    let batch = match scan_with(&body, &plan, &schema, !shared.cfg.discard) {
         Ok(b) => b,
         Err(e) => return Ok(abort(e.to_string()).await),
     };
     let bytes = body.len() as u64;
     let log_name = format!("error_log_{:016x}_txn", t.txn_id);
     let log = save_errors(shared, &log_name, &batch.errors).await;
-    let payload = (!shared.cfg.discard && !batch.is_empty()).then(|| encode_batch(&batch));
+    let payloads = if shared.cfg.discard {
+        Vec::new()
+    } else {
+        encode_batch(&batch)
+    };
     let staged = shared
         .store
         .stage(
             t.txn_id,
             t.loads,
-            payload,
+            payloads,
             &plan.fingerprint,
             plan.max_filter_ratio,
             (batch.total, batch.filtered, bytes),
@@ -1002,10 +1023,12 @@ async fn txn_load_locked(
         s.record(
             &format!("{}.{}", t.db, t.table),
             true,
-            batch.total,
-            batch.total - batch.filtered,
-            batch.filtered,
-            bytes,
+            Rows {
+                total: batch.total,
+                loaded: batch.total - batch.filtered,
+                filtered: batch.filtered,
+                bytes,
+            },
             started.elapsed(),
         )
     });
@@ -1154,6 +1177,7 @@ async fn commit_from(shared: &Shared, t: &Txn, from: TxnState) -> Result<(), Str
         width: plan.dest.len(),
         total: t.total,
         filtered: t.filtered,
+        keep_cells: true,
         ..Batch::default()
     };
     if !shared.cfg.discard {
@@ -1199,9 +1223,20 @@ async fn commit_from(shared: &Shared, t: &Txn, from: TxnState) -> Result<(), Str
             Ok(())
         }
         ApplyOutcome::TooManyFiltered { .. } => Err("too many filtered rows".into()),
-        ApplyOutcome::Aborted(reason) => Err(format!(
-            "transaction {} has been aborted: {reason}",
-            t.txn_id
-        )),
+        ApplyOutcome::Aborted(reason) => {
+            // A concurrent commit of the same transaction won: that is success.
+            match shared.store.get(&t.db, &t.label).await {
+                Ok(Some(now))
+                    if now.txn_id == t.txn_id
+                        && matches!(now.state, TxnState::Committed | TxnState::Visible) =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "transaction {} has been aborted: {reason}",
+                    t.txn_id
+                )),
+            }
+        }
     }
 }

@@ -372,6 +372,12 @@ fn range_check(v: i128, col: &Column, shown: &str) -> Result<Cell<'static>, Conv
 }
 
 fn int_from_number<'a>(n: &str, col: &Column) -> Result<Cell<'a>, ConvError> {
+    if n.len() <= 18 && n.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        // Fast path: fits an i64 by length alone.
+        if let Ok(i) = n.parse::<i64>() {
+            return range_check(i128::from(i), col, n);
+        }
+    }
     if !n.contains(['.', 'e', 'E']) {
         return match n.parse::<i128>() {
             Ok(i) => range_check(i, col, n),
@@ -495,32 +501,38 @@ pub fn parse_decimal(text: &str, precision: u32, scale: u32) -> Result<i128, &'s
     {
         return Err("Invalid decimal value");
     }
-    let digits: Vec<u8> = int_part
+    // value = digits * 10^(exp - frac_len); unscaled = value * 10^scale. No allocation:
+    // walk the digits (leading zeros skipped) and keep as many as the scale allows.
+    let lead = int_part
         .bytes()
         .chain(frac_part.bytes())
-        .map(|b| b - b'0')
-        .skip_while(|d| *d == 0)
-        .collect();
-    // value = digits * 10^(exp - frac_len); unscaled = value * 10^scale.
+        .take_while(|b| *b == b'0')
+        .count();
+    let n = int_part.len() + frac_part.len() - lead;
     let shift = exp - frac_part.len() as i64 + i64::from(scale);
-    let (kept, round_up): (&[u8], bool) = if shift >= 0 {
-        (&digits[..], false)
+    let (keep, extra_zeros) = if shift >= 0 {
+        (n, usize::try_from(shift).unwrap_or(usize::MAX))
     } else {
         let drop = usize::try_from(-shift).unwrap_or(usize::MAX);
-        if drop > digits.len() {
-            (&[][..], false)
-        } else {
-            let keep = digits.len() - drop;
-            (&digits[..keep], digits.get(keep).is_some_and(|d| *d >= 5))
-        }
+        (n.saturating_sub(drop), 0)
     };
-    let extra_zeros = usize::try_from(shift.max(0)).unwrap_or(usize::MAX);
-    if kept.len().saturating_add(extra_zeros) > 38 {
+    if keep.saturating_add(extra_zeros) > 38 {
         return Err("Decimal overflow");
     }
     let mut v: i128 = 0;
-    for d in kept {
-        v = v * 10 + i128::from(*d);
+    let mut round_up = false;
+    for (i, d) in int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .skip(lead)
+        .enumerate()
+    {
+        if i < keep {
+            v = v * 10 + i128::from(d - b'0');
+        } else {
+            round_up = d >= b'5';
+            break;
+        }
     }
     for _ in 0..extra_zeros {
         v *= 10;
@@ -558,7 +570,7 @@ fn days_in_month(y: u16, m: u8) -> u8 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         _ => 0,
     }
@@ -641,8 +653,12 @@ pub fn parse_datetime(text: &str) -> Option<DateTime> {
         let us = match frac {
             None => 0,
             Some(f) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()) => {
-                let six: String = f.chars().chain("000000".chars()).take(6).collect();
-                six.parse().ok()?
+                // Microseconds: the first six digits, right-padded with zeros.
+                let mut us = 0u32;
+                for i in 0..6 {
+                    us = us * 10 + f.as_bytes().get(i).map_or(0, |d| u32::from(d - b'0'));
+                }
+                us
             }
             Some(_) => return None,
         };

@@ -49,7 +49,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> HandlerResul
 }
 
 /// FE authentication: 401 with `WWW-Authenticate` on missing or bad credentials.
-fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Result<(), Resp> {
+fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
     let h = headers_of(req);
     let msg = match basic_auth(&h) {
         None => "Need auth information.".to_owned(),
@@ -67,7 +67,7 @@ fn authenticate(shared: &Shared, req: &Request<Incoming>) -> Result<(), Resp> {
         hyper::header::WWW_AUTHENTICATE,
         hyper::header::HeaderValue::from_static("Basic realm=\"\""),
     );
-    Err(r)
+    Err(Box::new(r))
 }
 
 fn expects_continue(req: &Request<Incoming>) -> bool {
@@ -157,7 +157,7 @@ async fn stream_load(
         )));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(close(r));
+        return Ok(close(*r));
     }
     if req.version() >= Version::HTTP_11 && !expects_continue(&req) {
         return Ok(close(json_ok(rest_error(
@@ -210,7 +210,7 @@ async fn get_load_state(shared: Arc<Shared>, req: Request<Incoming>, db: &str) -
         ));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(r);
+        return Ok(*r);
     }
     let label = query_param(&req, "label").unwrap_or_default();
     let t = Target {
@@ -256,7 +256,7 @@ async fn cancel(
         ));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(r);
+        return Ok(*r);
     }
     // `?label=` wins over the path segment (the SDK sends /api/{db}/{table}/_cancel?label=).
     let label = query_param(&req, "label").unwrap_or_else(|| path_label.to_owned());
@@ -323,7 +323,7 @@ async fn txn(shared: Arc<Shared>, req: Request<Incoming>, op: &str) -> HandlerRe
         ));
     }
     if let Err(r) = authenticate(&shared, &req) {
-        return Ok(r);
+        return Ok(*r);
     }
     let kind = match op.to_ascii_lowercase().as_str() {
         "begin" => OpKind::TxnBegin,

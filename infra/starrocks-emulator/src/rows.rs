@@ -32,6 +32,8 @@ pub struct Batch<'a> {
     pub filtered: u64,
     /// Error-log lines for filtered rows (capped at [`MAX_ERROR_LINES`]).
     pub errors: Vec<String>,
+    /// False in discard mode: rows are validated and counted, their cells dropped.
+    pub keep_cells: bool,
 }
 
 impl Batch<'_> {
@@ -78,6 +80,7 @@ impl Batch<'_> {
             total: self.total,
             filtered: self.filtered,
             errors: self.errors,
+            keep_cells: self.keep_cells,
         }
     }
 }
@@ -99,8 +102,20 @@ pub fn scan<'a>(
     plan: &LoadPlan,
     schema: &TableSchema,
 ) -> Result<Batch<'a>, ScanError> {
+    scan_with(body, plan, schema, true)
+}
+
+/// Like [`scan`]; with `keep_cells` false (discard mode) the converted cells are
+/// dropped as soon as each row is validated.
+pub fn scan_with<'a>(
+    body: &'a [u8],
+    plan: &LoadPlan,
+    schema: &TableSchema,
+    keep_cells: bool,
+) -> Result<Batch<'a>, ScanError> {
     let mut batch = Batch {
         width: plan.dest.len(),
+        keep_cells,
         ..Batch::default()
     };
     match plan.format {
@@ -271,6 +286,9 @@ fn convert_row<'a>(
             return;
         }
         batch.cells.push(cell);
+    }
+    if !batch.keep_cells {
+        batch.cells.truncate(start);
     }
     batch.ops.push(op);
 }

@@ -1,7 +1,6 @@
 //! Listeners, shared state and HTTP plumbing common to the FE, BE and admin ports.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -39,6 +38,10 @@ impl std::error::Error for DropConnection {}
 /// A handler's outcome.
 pub type HandlerResult = Result<Resp, DropConnection>;
 
+type TableKey = (String, String);
+type SchemaCache = HashMap<TableKey, (Instant, Arc<TableSchema>)>;
+type TableLocks = HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>;
+
 /// State shared by every listener.
 #[derive(Debug)]
 pub struct Shared {
@@ -56,8 +59,8 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     /// Statistics.
     pub stats: Mutex<Stats>,
-    schemas: Mutex<HashMap<(String, String), (Instant, Arc<TableSchema>)>>,
-    table_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    schemas: Mutex<SchemaCache>,
+    table_locks: Mutex<TableLocks>,
     /// Transactions with a request in progress (`TXN_IN_PROCESSING`).
     pub busy_txns: Mutex<HashSet<i64>>,
     /// Background work (RUNNING labels) to stop at shutdown.
@@ -405,6 +408,3 @@ pub async fn serve(
 pub fn not_found() -> Resp {
     respond(StatusCode::NOT_FOUND, "text/plain", "Not Found")
 }
-
-/// Infallible alias kept for handler signatures that cannot drop connections.
-pub type Never = Infallible;

@@ -22,6 +22,19 @@ pub struct Counters {
     pub bytes: u64,
 }
 
+/// What one load read and loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rows {
+    /// Rows read.
+    pub total: u64,
+    /// Rows loaded.
+    pub loaded: u64,
+    /// Rows filtered.
+    pub filtered: u64,
+    /// Body bytes.
+    pub bytes: u64,
+}
+
 /// All statistics.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -52,16 +65,13 @@ pub struct StatsReport {
 
 impl Stats {
     /// Records one load.
-    pub fn record(
-        &mut self,
-        table: &str,
-        ok: bool,
-        total: u64,
-        loaded: u64,
-        filtered: u64,
-        bytes: u64,
-        busy: Duration,
-    ) {
+    pub fn record(&mut self, table: &str, ok: bool, rows: Rows, busy: Duration) {
+        let Rows {
+            total,
+            loaded,
+            filtered,
+            bytes,
+        } = rows;
         let now = Instant::now();
         self.first.get_or_insert(now - busy);
         self.last = Some(now);

@@ -230,7 +230,7 @@ impl Store {
         .await?;
         c.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS {m}.staged_rows (
-                txn_id BIGINT NOT NULL, seq INT NOT NULL, payload LONGBLOB NOT NULL,
+                txn_id BIGINT NOT NULL, seq BIGINT NOT NULL, payload LONGBLOB NOT NULL,
                 PRIMARY KEY (txn_id, seq)
             ) ENGINE=InnoDB"
         ))
@@ -589,13 +589,13 @@ impl Store {
         Ok(true)
     }
 
-    /// Records a transaction load: its staged rows, counters and parameters.
+    /// Records a transaction load: its staged rows (in parts), counters and parameters.
     #[allow(clippy::too_many_arguments)]
     pub async fn stage(
         &self,
         txn_id: i64,
         seq: u32,
-        payload: Option<Vec<u8>>,
+        payloads: Vec<Vec<u8>>,
         params: &str,
         max_filter_ratio: f64,
         counts: (u64, u64, u64),
@@ -618,10 +618,12 @@ impl Store {
             tx.rollback().await?;
             return Ok(false);
         }
-        if let Some(p) = payload {
+        // Load `seq`, part `i`: ordered by load, then by position in the load.
+        for (i, p) in payloads.into_iter().enumerate() {
+            let key = (i64::from(seq) << 32) | i64::try_from(i).unwrap_or(0);
             tx.exec_drop(
                 format!("INSERT INTO {m}.staged_rows (txn_id, seq, payload) VALUES (?, ?, ?)"),
-                (txn_id, seq, p),
+                (txn_id, key, p),
             )
             .await?;
         }

@@ -118,7 +118,8 @@ async fn be_rejects_invalid_requests_before_the_body() {
     env.sql(TABLE).await;
     let be = env.emu().be_url();
     let body = vec![b' '; 4096];
-    let cases: Vec<(String, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             format!("{be}/api/sink/nope/_stream_load"),
             vec![],

@@ -141,7 +141,7 @@ impl MariaDb {
         let port = self.port;
         let sock = self.socket();
         let ready = wait_until(Duration::from_secs(60), || {
-            guard.has_exited() || (port_open(port) && sock.exists())
+            guard.has_exited() || (port_open(port) && sock.exists() && self.answers())
         });
         if !ready || guard.has_exited() {
             return Err(ServiceError::Timeout {
@@ -152,6 +152,21 @@ impl MariaDb {
         }
         self.server = Some(guard);
         Ok(())
+    }
+
+    /// True when the server answers a query on its socket (it creates the socket
+    /// file a moment before it accepts connections).
+    fn answers(&self) -> bool {
+        Command::new("mariadb")
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-u", "root", "-e", "SELECT 1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     }
 
     /// Runs SQL with the `mariadb` client over the private socket as root.

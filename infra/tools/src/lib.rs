@@ -1,0 +1,207 @@
+//! Shared pieces of the dbmazz demo and benchmark: a throw-away stack (PostgreSQL,
+//! MariaDB, the StarRocks emulator), the `dbmazz` binary as a child process, and
+//! measurements of processes (CPU time, RSS) read from `/proc`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dbmazz_testkit::{DbmazzProcess, MariaDb, PgCluster, PgConfig};
+use starrocks_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+
+/// Source database.
+pub const DB: &str = "shop";
+/// Sink database.
+pub const SINK_DB: &str = "analytics";
+
+/// A boxed error for the tools' top level.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// PostgreSQL + MariaDB + emulator, all private to this run.
+pub struct Stack {
+    /// Source.
+    pub pg: PgCluster,
+    /// The emulator's storage and the sink's MySQL-protocol side.
+    pub maria: MariaDb,
+    /// The emulator.
+    pub emu: EmulatorHandle,
+}
+
+impl Stack {
+    /// Starts everything; `discard` runs the emulator without storing rows.
+    pub async fn start(pg: PgConfig, discard: bool) -> Result<Stack, Error> {
+        let pg = PgCluster::start_with(pg)?;
+        pg.create_database(DB)?;
+        let maria = MariaDb::start()?;
+        maria.create_database(SINK_DB)?;
+        let mut cfg = EmulatorConfig::new(format!("mysql://root@127.0.0.1:{}/", maria.port()));
+        cfg.users = vec![("root".into(), String::new())];
+        cfg.discard = discard;
+        let emu = Emulator::start(cfg).await?;
+        Ok(Stack { pg, maria, emu })
+    }
+
+    /// The environment of `dbmazz run` replicating `tables` into the sink.
+    pub fn dbmazz_env(
+        &self,
+        tables: &str,
+        slot: &str,
+        extra: &[(&str, String)],
+    ) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
+            ("SOURCE_URL", self.pg.url(DB)),
+            ("TABLES", tables.to_owned()),
+            ("SOURCE_SLOT_NAME", slot.to_owned()),
+            ("SOURCE_PUBLICATION_NAME", format!("{slot}_pub")),
+            ("SINK_URL", self.emu.fe_url()),
+            ("SINK_MYSQL_HOST", "127.0.0.1".to_owned()),
+            ("SINK_MYSQL_PORT", self.maria.port().to_string()),
+            ("SINK_DATABASE", SINK_DB.to_owned()),
+            ("SINK_USER", "root".to_owned()),
+            ("SINK_PASSWORD", String::new()),
+            ("DBMAZZ_METRICS_ADDR", "off".to_owned()),
+            (
+                "DBMAZZ_GRPC_ADDR",
+                format!("127.0.0.1:{}", dbmazz_testkit::free_port()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            env.retain(|(n, _)| n != k);
+            env.push(((*k).to_owned(), v.clone()));
+        }
+        env
+    }
+
+    /// A client of the source database.
+    pub async fn pg(&self) -> Result<tokio_postgres::Client, Error> {
+        Ok(self.pg.client(DB).await?)
+    }
+
+    /// The sink pool.
+    pub fn sink(&self) -> mysql_async::Pool {
+        self.maria.pool(SINK_DB)
+    }
+
+    /// Lag of `slot` in bytes (server WAL position − confirmed_flush_lsn).
+    pub async fn slot_lag(
+        &self,
+        pg: &tokio_postgres::Client,
+        slot: &str,
+    ) -> Result<Option<i64>, Error> {
+        let row = pg
+            .query_opt(
+                "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
+    /// The emulator's statistics (`GET /stats` on the admin port).
+    pub fn emulator_stats(&self) -> Result<sonic_rs::Value, Error> {
+        let body = http_get(&format!("{}/stats", self.emu.admin_url()))?;
+        Ok(sonic_rs::from_slice(&body)?)
+    }
+}
+
+/// A blocking HTTP GET on loopback.
+pub fn http_get(url: &str) -> Result<Vec<u8>, Error> {
+    let mut easy = curl::easy::Easy::new();
+    easy.url(url)?;
+    easy.timeout(Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    {
+        let mut t = easy.transfer();
+        t.write_function(|d| {
+            out.extend_from_slice(d);
+            Ok(d.len())
+        })?;
+        t.perform()?;
+    }
+    Ok(out)
+}
+
+/// The `dbmazz` binary built next to this tool (same profile).
+pub fn dbmazz_binary() -> Result<PathBuf, Error> {
+    if let Ok(p) = std::env::var("DBMAZZ_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().ok_or("the tool has no directory")?;
+    let bin = dir.join("dbmazz");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!(
+            "{} not found: build it first (cargo build -p dbmazz with the same profile) or set DBMAZZ_BIN",
+            bin.display()
+        )
+        .into())
+    }
+}
+
+/// Starts `dbmazz run` with `env`.
+pub fn spawn_dbmazz(env: &[(String, String)]) -> Result<DbmazzProcess, Error> {
+    Ok(DbmazzProcess::spawn(&dbmazz_binary()?, &["run"], env)?)
+}
+
+/// CPU time (user + system) and memory of a process, from `/proc`.
+#[derive(Copy, Clone, Debug, Default, PartialEq)]
+pub struct ProcUsage {
+    /// User + system CPU seconds.
+    pub cpu_seconds: f64,
+    /// Resident set size now, bytes.
+    pub rss_bytes: u64,
+    /// Peak resident set size, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
+pub fn proc_usage(pid: u32) -> Result<ProcUsage, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> Result<f64, Error> {
+        Ok(fields.get(i).ok_or("short /proc stat")?.parse::<f64>()?)
+    };
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let cpu_seconds = (ticks(11)? + ticks(12)?) / hz;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = |key: &str| -> u64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    Ok(ProcUsage {
+        cpu_seconds,
+        rss_bytes: kb("VmRSS:"),
+        peak_rss_bytes: kb("VmHWM:"),
+    })
+}
+
+/// Formats a byte count for people.
+pub fn human_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} GiB", b / (1024.0 * 1024.0 * 1024.0))
+    } else if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{b} B")
+    }
+}
