@@ -87,19 +87,26 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     if args.reference {
         return print_stdout(&config::registry::reference_markdown());
     }
-    match config::load_env() {
+    match load_config() {
         Ok(loaded) => print_stdout(&loaded.render()),
-        Err(e) => {
-            let mut err = std::io::stderr().lock();
-            let _ = write!(err, "{e}");
-            let _ = writeln!(
-                err,
-                "\nFix the values above and run `dbmazz check` again; every variable is \
-                 described in docs/configuration.md (`dbmazz check --reference`)."
-            );
-            ExitCode::from(EXIT_CONFIG)
-        }
+        Err(code) => code,
     }
+}
+
+/// Loads the configuration from the environment for a command. On problems, prints
+/// every one of them to stderr and returns the exit code to end the process with
+/// ([`EXIT_CONFIG`]).
+pub fn load_config() -> Result<config::Loaded, ExitCode> {
+    config::load_env().map_err(|e| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{e}");
+        let _ = writeln!(
+            err,
+            "\nFix the values above and run `dbmazz check` again; every variable is \
+             described in docs/configuration.md (`dbmazz check --reference`)."
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 fn print_stdout(text: &str) -> ExitCode {
