@@ -122,9 +122,14 @@ pub fn main() -> ExitCode {
 
 /// `dbmazz run`.
 pub fn run() -> ExitCode {
-    let config = match config::Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return report_config_error(&e, "dbmazz run"),
+    let config = match load_config() {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("dbmazz: warning: {w}");
+            }
+            loaded.config
+        }
+        Err(code) => return code,
     };
     let telemetry = match crate::telemetry::init(&crate::telemetry::TelemetrySettings::from_env(
         config.worker.log_format,
@@ -168,22 +173,26 @@ pub fn check(args: &CheckArgs) -> ExitCode {
     if args.reference {
         return print_stdout(&config::registry::reference_markdown());
     }
-    match config::load_env() {
+    match load_config() {
         Ok(loaded) => print_stdout(&loaded.render()),
-        Err(e) => report_config_error(&e, "dbmazz check"),
+        Err(code) => code,
     }
 }
 
-/// Prints every configuration problem and returns exit code 2.
-fn report_config_error(e: &config::ConfigError, command: &str) -> ExitCode {
-    let mut err = std::io::stderr().lock();
-    let _ = write!(err, "{e}");
-    let _ = writeln!(
-        err,
-        "\nFix the values above and run `{command}` again; every variable is described in \
-         docs/configuration.md (`dbmazz check --reference`)."
-    );
-    ExitCode::from(EXIT_CONFIG)
+/// Loads the configuration from the environment for a command. On problems, prints
+/// every one of them to stderr and returns the exit code to end the process with
+/// ([`EXIT_CONFIG`]).
+pub fn load_config() -> Result<config::Loaded, ExitCode> {
+    config::load_env().map_err(|e| {
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{e}");
+        let _ = writeln!(
+            err,
+            "\nFix the values above and run `dbmazz check` again; every variable is \
+             described in docs/configuration.md (`dbmazz check --reference`)."
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
 }
 
 fn print_stdout(text: &str) -> ExitCode {
