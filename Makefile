@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -48,3 +48,11 @@ docs: ## Regenerate the configuration reference in README.md and docs/configurat
 	    !skip { print }' "$$f" > "$$f.tmp" && mv "$$f.tmp" "$$f"; \
 	done
 	@echo "configuration reference updated in README.md and docs/configuration.md"
+
+BENCH_ROWS ?= 2000000
+
+bench: deps ## Benchmarks: end to end vs pg_recvlogical, the pgoutput parser, the emulator's discard mode
+	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
+	target/release/dbmazz-bench $(BENCH_ROWS)
+	$(CARGO) bench --locked -p dbmazz --bench parser
+	$(CARGO) bench --locked -p starrocks-emulator --bench discard

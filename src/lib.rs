@@ -8,6 +8,7 @@
 //!
 //! See `docs/architecture.md` for the full picture and the correctness rules.
 
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod engine;

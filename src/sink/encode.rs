@@ -199,7 +199,14 @@ pub fn encode_segment(
         if mode == DeleteMode::Hard {
             columns.push("`__op`".into());
         }
-        let mut body = Vec::with_capacity(rows.len() * 64 * (present.len() + 4));
+        // Keys + audit columns + values; an estimate that rarely needs a second grow.
+        let per_row: usize = present
+            .iter()
+            .map(|&i| codec.cols[i].json_key.len() + 2)
+            .sum::<usize>()
+            + 140;
+        let values: usize = rows.iter().map(|&ri| seg.rows[ri].retained_bytes()).sum();
+        let mut body = Vec::with_capacity(rows.len() * per_row + values);
         body.push(b'[');
         for (n, &ri) in rows.iter().enumerate() {
             if n > 0 {

@@ -445,6 +445,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 const MAX_MESSAGE: usize = 1 << 31;
 /// Minimum read size: large reads keep the per-message cost low.
 const READ_CHUNK: usize = 256 * 1024;
+/// Below this much free space the read buffer is replaced before reading.
+const MIN_READ: usize = 16 * 1024;
 
 /// One connection in replication mode.
 pub struct ReplicationConnection {
@@ -945,9 +947,18 @@ impl ReplicationConnection {
     }
 
     /// Reads more bytes from the socket (cancel-safe).
+    ///
+    /// Frames handed out are slices of the read buffer and keep its allocation
+    /// alive, so a fresh buffer is only taken when the current one is nearly full
+    /// (or the pending frame does not fit): reserving a whole chunk before every
+    /// read would, with the small reads of a caught-up stream, pin a 256 KiB
+    /// allocation per read for as long as any of its few frames is buffered.
     pub async fn fill(&mut self) -> Result<(), SourceError> {
-        let need = self.want.saturating_sub(self.rbuf.len()).max(READ_CHUNK);
-        self.rbuf.reserve(need);
+        let need = self.want.saturating_sub(self.rbuf.len());
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        if spare < need.max(MIN_READ) {
+            self.rbuf.reserve(need.max(READ_CHUNK));
+        }
         let n = self.io.read_buf(&mut self.rbuf).await?;
         if n == 0 {
             return Err(SourceError::Closed("end of stream"));

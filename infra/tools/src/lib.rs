@@ -157,6 +157,10 @@ pub struct ProcUsage {
     pub rss_bytes: u64,
     /// Peak resident set size, bytes.
     pub peak_rss_bytes: u64,
+    /// Anonymous (heap, stacks) part of the RSS, bytes.
+    pub rss_anon_bytes: u64,
+    /// File-backed (the mapped binary and libraries) part of the RSS, bytes.
+    pub rss_file_bytes: u64,
 }
 
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status`.
@@ -189,6 +193,8 @@ pub fn proc_usage(pid: u32) -> Result<ProcUsage, Error> {
         cpu_seconds,
         rss_bytes: kb("VmRSS:"),
         peak_rss_bytes: kb("VmHWM:"),
+        rss_anon_bytes: kb("RssAnon:"),
+        rss_file_bytes: kb("RssFile:"),
     })
 }
 

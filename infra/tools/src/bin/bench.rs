@@ -89,15 +89,26 @@ async fn run(rows: i64) -> Result<(), Error> {
     println!("  written in {:.1} s\n", t.elapsed().as_secs_f64());
 
     // dbmazz
-    let env = stack.dbmazz_env(
-        "public.bench",
-        "bench_dbmazz",
-        &[
-            ("SOURCE_PUBLICATION_NAME", "bench_pub".into()),
-            ("DBMAZZ_REPLICA_IDENTITY", "keep".into()),
-            ("RUST_LOG", "warn".into()),
-        ],
-    );
+    let mut extra = vec![
+        ("SOURCE_PUBLICATION_NAME", "bench_pub".to_owned()),
+        ("DBMAZZ_REPLICA_IDENTITY", "keep".to_owned()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    // Allocator tuning under test can be passed through.
+    for k in [
+        "MALLOC_ARENA_MAX",
+        "MIMALLOC_SHOW_STATS",
+        "MIMALLOC_ARENA_EAGER_COMMIT",
+        "MIMALLOC_PURGE_DELAY",
+        "FLUSH_SIZE",
+        "FLUSH_INTERVAL_MS",
+        "DBMAZZ_MEMORY_BUDGET_MB",
+    ] {
+        if let Ok(v) = std::env::var(k) {
+            extra.push((k, v));
+        }
+    }
+    let env = stack.dbmazz_env("public.bench", "bench_dbmazz", &extra);
     let t = Instant::now();
     let mut p = spawn_dbmazz(&env)?;
     let mut peak = ProcUsage::default();
@@ -124,6 +135,9 @@ async fn run(rows: i64) -> Result<(), Error> {
     let after = proc_usage(p.pid()).unwrap_or(at_catch_up);
     p.sigterm();
     let _ = p.wait_exit(Duration::from_secs(30));
+    if std::env::var_os("BENCH_SHOW_LOG").is_some() {
+        println!("--- dbmazz log ---\n{}\n---", p.log());
+    }
     let emu = stack.emulator_stats()?;
     let emu_rows = emu.get("rows_loaded").and_then(|v| v.as_u64()).unwrap_or(0);
     let emu_rate = emu
@@ -177,8 +191,10 @@ async fn run(rows: i64) -> Result<(), Error> {
         human_bytes(peak.peak_rss_bytes.max(at_catch_up.peak_rss_bytes))
     );
     println!(
-        "dbmazz RSS 5 s after catch-up {:>10}",
-        human_bytes(after.rss_bytes)
+        "dbmazz RSS 5 s after catch-up {:>10}  (anonymous {}, file-backed {})",
+        human_bytes(after.rss_bytes),
+        human_bytes(after.rss_anon_bytes),
+        human_bytes(after.rss_file_bytes)
     );
     println!("emulator rows validated       {emu_rows}  ({emu_rate:.0} rows/s of its own time)");
     if emu_rows < rows as u64 {
