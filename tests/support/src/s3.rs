@@ -230,9 +230,8 @@ fn serve(
         let listener = loop {
             match tokio::net::TcpListener::bind(want).await {
                 Ok(l) => break l,
-                Err(e) if attempt < 50 && want.port() != 0 => {
+                Err(_) if attempt < 50 && want.port() != 0 => {
                     attempt += 1;
-                    let _ = e;
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 Err(e) => {
