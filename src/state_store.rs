@@ -28,13 +28,12 @@ pub enum StateStoreError {
     #[error("checkpoint store: cannot connect: {0}")]
     Connect(String),
     /// The checkpoint database could not be reached or answered with an error.
-    #[error("checkpoint store: {context}: {source}")]
+    #[error("checkpoint store: {context}: {detail}")]
     Postgres {
         /// What was being done.
         context: String,
-        /// The driver error.
-        #[source]
-        source: tokio_postgres::Error,
+        /// The server's message.
+        detail: String,
     },
     /// A newer lease epoch has written this job's checkpoint: this worker is stale.
     #[error(
@@ -72,7 +71,10 @@ pub enum StateStoreError {
 impl StateStoreError {
     fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
         let context = context.into();
-        move |source| StateStoreError::Postgres { context, source }
+        move |e| StateStoreError::Postgres {
+            context,
+            detail: crate::source::sql::db_message(&e),
+        }
     }
 
     /// True when retrying later can help (connection problems), false for fencing

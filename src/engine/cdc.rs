@@ -160,8 +160,17 @@ pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Out
     let store =
         match StateStore::connect(&settings.checkpoint_url, &settings.checkpoint_schema).await {
             Ok(s) => s,
-            Err(e) if e.is_transient() => return Outcome::Transient(format!("{e}")),
-            Err(e) => return Outcome::SetupBlocked(format!("{e}")),
+            Err(e) => {
+                let err = setup::SetupError::Checkpoint {
+                    detail: e.to_string(),
+                };
+                // Only an unreachable database may heal by itself; a refused
+                // statement (privileges, a read-only server) needs an operator.
+                return match e {
+                    StateStoreError::Connect(_) => Outcome::Transient(err.to_string()),
+                    _ => Outcome::SetupBlocked(err.to_string()),
+                };
+            }
         };
     let sink_cancel = abort.child_token();
     let sink =
@@ -239,6 +248,8 @@ pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Out
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut progress = Progress::new(settings.progress_interval);
     let mut last_idle = Instant::now();
+    let confirm = source.confirm_handle();
+    let mut counted_bytes = 0u64;
 
     // Branch order (biased): an abort wins over everything, a drain over new data,
     // a finished loader (error) over reading more, timers before the next chunk so a
@@ -289,6 +300,9 @@ pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Out
                         break loader_result(&mut loader_task).await;
                     }
                 }
+                let b = confirm.received_bytes();
+                state.bytes.fetch_add(b - counted_bytes, Ordering::Relaxed);
+                counted_bytes = b;
                 progress.maybe_log(state, &batcher);
             }
             chunk = source.next_chunk() => {

@@ -50,6 +50,8 @@ pub(crate) type Chunk = Result<Vec<SourceEvent>, SourceError>;
 pub(crate) struct Shared {
     feedback: Feedback,
     notify: Notify,
+    /// XLogData payload bytes received (for throughput figures).
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 /// Confirms durable progress to the server. Cheap to clone; usable from any task.
@@ -75,6 +77,7 @@ impl ConfirmHandle {
     pub(crate) fn new(resume: Option<Checkpointed>) -> Self {
         ConfirmHandle {
             shared: Arc::new(Shared {
+                bytes: std::sync::atomic::AtomicU64::new(0),
                 feedback: Feedback::new(resume),
                 notify: Notify::new(),
             }),
@@ -92,6 +95,11 @@ impl ConfirmHandle {
     /// The LSN currently reported as flushed.
     pub fn durable(&self) -> Lsn {
         self.shared.feedback.durable()
+    }
+
+    /// XLogData payload bytes received by this stream so far.
+    pub fn received_bytes(&self) -> u64 {
+        self.shared.bytes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The highest WAL position received from the server (for lag reporting).
@@ -221,6 +229,10 @@ impl Driver {
                                 .parse(&data)
                                 .map_err(|error| SourceError::Parse { error, wal_start })?;
                             self.feedback().received_up_to(wal_end);
+                            self.confirm
+                                .shared
+                                .bytes
+                                .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                             chunk.push(SourceEvent::Message { wal_start, msg });
                         }
                         ReplicationMessage::Keepalive {

@@ -12,6 +12,18 @@ use tokio_postgres::{Client, Config};
 use super::error::SourceError;
 use super::postgres::{tls, ConnParams, SslMode};
 
+/// The server's message (with its hint) for an error, or the driver's description
+/// (`tokio_postgres::Error`'s own Display says only "db error").
+pub fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.hint() {
+            Some(h) => format!("{} ({h})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => e.to_string(),
+    }
+}
+
 /// Why an SQL connection could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum SqlConnectError {
@@ -48,7 +60,7 @@ pub async fn connect_sql(url: &str) -> Result<Client, SqlConnectError> {
     let (client, conn) = cfg
         .connect(tls)
         .await
-        .map_err(|e| SqlConnectError::Connect(crate::engine::setup::postgres::db_message(&e)))?;
+        .map_err(|e| SqlConnectError::Connect(db_message(&e)))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "SQL connection closed");

@@ -58,13 +58,7 @@ fn q(step: &str) -> impl FnOnce(tokio_postgres::Error) -> SetupError + '_ {
     }
 }
 
-/// The server's message for an error, or the driver's description.
-pub fn db_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_owned(),
-        None => e.to_string(),
-    }
-}
+pub use crate::source::sql::db_message;
 
 fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(name))
