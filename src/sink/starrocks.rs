@@ -105,6 +105,7 @@ impl StarRocksSink {
             connect_timeout: Duration::from_secs(10),
             request_timeout: settings.load_timeout + Duration::from_secs(30),
             expect_timeout: Duration::from_secs(10),
+            reuse_connections: true,
         }));
         Ok(StarRocksSink {
             settings,
