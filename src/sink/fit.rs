@@ -16,7 +16,7 @@
 //! |---|---|
 //! | `VARCHAR(n)`, `CHAR(n)` | values longer than `n` bytes (StarRocks counts bytes) |
 //! | `TINYINT` … `BIGINT`, `LARGEINT` | integers outside the type's range, non-integers |
-//! | `DECIMAL(p,s)` | more than `p - s` digits before the point |
+//! | `DECIMAL(p,s)` | more than `p - s` digits before the point, more than `s` significant digits after it (StarRocks would round) |
 //! | `FLOAT`, `DOUBLE` | `NaN`, `Infinity`, `-Infinity` (not loadable from JSON) |
 
 use super::catalog::SinkColumn;
@@ -136,14 +136,21 @@ impl Fit {
                     )
                 })?;
                 if digits > p.saturating_sub(s) as usize {
-                    Err(format!(
+                    return Err(format!(
                         "the value has {digits} digits before the decimal point and the sink column \
                          DECIMAL({p},{s}) holds {}; widen the StarRocks column and restart",
                         p.saturating_sub(s)
-                    ))
-                } else {
-                    Ok(())
+                    ));
                 }
+                let frac = fraction_digits(text);
+                if frac > s as usize {
+                    return Err(format!(
+                        "the value has {frac} significant digits after the decimal point and the \
+                         sink column DECIMAL({p},{s}) would round it; widen the StarRocks column's \
+                         scale and restart"
+                    ));
+                }
+                Ok(())
             }
             Fit::Float => match text {
                 "NaN" | "Infinity" | "-Infinity" if matches!(pg, PgType::Float) => Err(
@@ -178,6 +185,12 @@ fn parse_integer_part(text: &str) -> Option<i128> {
             i128::MAX
         })
     })
+}
+
+/// Significant digits after the decimal point (trailing zeros do not count).
+fn fraction_digits(text: &str) -> usize {
+    text.split_once('.')
+        .map_or(0, |(_, f)| f.trim_end_matches('0').len())
 }
 
 /// Significant digits before the decimal point of a decimal number.
@@ -267,6 +280,10 @@ mod tests {
         let e = f.check(&PgType::Numeric, "1000.00").expect_err("overflow");
         assert!(e.contains("DECIMAL(5,2)") && e.contains("4 digits"));
         assert!(f.check(&PgType::Date, "2024-01-01").is_ok());
+        // Trailing zeros are not precision; a third significant digit would be rounded.
+        assert!(f.check(&PgType::Numeric, "1.5000").is_ok());
+        let e = f.check(&PgType::Numeric, "1.125").expect_err("rounding");
+        assert!(e.contains("round"));
     }
 
     #[test]
