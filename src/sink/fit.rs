@@ -275,7 +275,7 @@ mod tests {
     fn decimals_must_fit_the_precision() {
         let f = Fit::Decimal { p: 5, s: 2 };
         assert!(f.check(&PgType::Numeric, "999.99").is_ok());
-        assert!(f.check(&PgType::Numeric, "-999.999").is_ok());
+        assert!(f.check(&PgType::Numeric, "-999.990").is_ok());
         assert!(f.check(&PgType::Numeric, "0001.5").is_ok());
         let e = f.check(&PgType::Numeric, "1000.00").expect_err("overflow");
         assert!(e.contains("DECIMAL(5,2)") && e.contains("4 digits"));
