@@ -13,11 +13,11 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::catalog::SinkTable;
+use super::catalog::{SinkColumn, SinkTable};
 use super::fit::Fit;
 use crate::pipeline::batch::{ColumnValue, Row, RowOp, RowsSegment};
 use crate::pipeline::schema_cache::TableSchema;
-use crate::source::values::{self, ColumnCodec as ValueCodec, JsonTarget};
+use crate::source::values::{self, ColumnCodec as ValueCodec, JsonTarget, PgType};
 
 /// Audit column: operation (0 insert, 1 update, 2 delete).
 pub const OP_TYPE: &str = "dbmazz_op_type";
@@ -111,13 +111,9 @@ impl TableCodec {
             .iter()
             .map(|c| {
                 let sc = sink.column(&c.name);
-                (
-                    c,
-                    sc.is_some_and(|s| s.is_json),
-                    sc.map_or(Fit::Any, Fit::of),
-                )
+                (c, target_for(&c.pg_type, sc), sc.map_or(Fit::Any, Fit::of))
             })
-            .map(|(c, is_json, fit)| ColumnCodec {
+            .map(|(c, target, fit)| ColumnCodec {
                 json_key: json_key(&c.name),
                 header: backquote(&c.name),
                 value: Arc::new(ValueCodec::new(
@@ -125,11 +121,7 @@ impl TableCodec {
                     c.name.clone(),
                     c.pg_type.clone(),
                 )),
-                target: if is_json {
-                    JsonTarget::Json
-                } else {
-                    JsonTarget::Native
-                },
+                target,
                 fit,
             })
             .collect();
@@ -139,6 +131,35 @@ impl TableCodec {
     /// The schema this codec encodes.
     pub fn schema(&self) -> &Arc<TableSchema> {
         &self.schema
+    }
+}
+
+/// How a column is written, from the sink column it goes to:
+/// - a JSON column gets json/jsonb documents embedded;
+/// - a string column (`VARCHAR`, `CHAR`, `STRING`) gets numbers, dates and
+///   timestamps as PostgreSQL printed them, so values no typed column can hold
+///   (numeric `NaN`, `infinity` timestamps, 5-digit years) arrive unchanged — the
+///   documented escape hatch of `docs/type-mapping.md`;
+/// - everything else is converted for the typed column.
+fn target_for(pg: &PgType, sink: Option<&SinkColumn>) -> JsonTarget {
+    let Some(sink) = sink else {
+        return JsonTarget::Native;
+    };
+    if sink.is_json {
+        return JsonTarget::Json;
+    }
+    let string_column = matches!(
+        sink.data_type.as_str(),
+        "varchar" | "char" | "string" | "text" | "tinytext" | "mediumtext" | "longtext"
+    );
+    let printed_is_better = matches!(
+        pg,
+        PgType::Numeric | PgType::Float | PgType::Date | PgType::Timestamp | PgType::TimestampTz
+    );
+    if string_column && printed_is_better {
+        JsonTarget::Text
+    } else {
+        JsonTarget::Native
     }
 }
 
