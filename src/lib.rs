@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod grpc;
+pub mod lease;
 pub mod pipeline;
 pub mod replication;
 pub mod runner;
