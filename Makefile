@@ -64,4 +64,4 @@ semantics: ## Change-semantics scenario tests (TOAST, keys, deletes, TRUNCATE, s
 
 semantics-long: ## Randomized differential test with thousands of transactions (DBMAZZ_TEST_SEED=<seed> replays a run)
 	# cargo test, not nextest: the suite's 5-minute per-test limit does not apply here.
-	DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture
+	DBMAZZ_SEMANTICS_CRASH=1 DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture
