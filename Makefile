@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -57,3 +57,12 @@ bench: deps ## Benchmarks: end to end vs pg_recvlogical, Stream Load connection 
 	target/release/dbmazz-loadbench
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
+
+SEMANTICS_TXNS ?= 5000
+
+semantics: ## Change-semantics scenario tests (TOAST, keys, deletes, TRUNCATE, schema, types, transactions, bad data, random)
+	$(CARGO) nextest run --locked -p dbmazz -E 'binary(/^semantics_/)'
+
+semantics-long: ## Randomized differential test with thousands of transactions (DBMAZZ_TEST_SEED=<seed> replays a run)
+	# cargo test, not nextest: the suite's 5-minute per-test limit does not apply here.
+	DBMAZZ_SEMANTICS_CRASH=1 DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture

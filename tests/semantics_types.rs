@@ -47,11 +47,14 @@ fn col_name(i: usize) -> String {
 /// expected sink text)])`. The expected text is MariaDB's rendering of the value
 /// the mapped column holds (DATETIME with 6 decimals, BOOLEAN as 1/0, JSON
 /// minified).
-fn cases() -> Vec<(
+/// `(column, PostgreSQL type, [(SQL literal, expected sink text)])`.
+type Case = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     vec![
         ("b", "boolean", vec![("true", "1"), ("false", "0")]),
         ("i2", "smallint", vec![("-32768", "-32768"), ("32767", "32767")]),
