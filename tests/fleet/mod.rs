@@ -413,11 +413,13 @@ impl Writer {
     }
 }
 
+type StatusClient = StatusServiceClient<tonic::transport::Channel>;
+
 /// Watches holders and checkpoints in the background (see the module docs).
 pub struct HolderWatch {
     conn: String,
     jobs: Vec<String>,
-    workers: Arc<Mutex<Vec<(String, StatusServiceClient<tonic::transport::Channel>)>>>,
+    workers: Arc<Mutex<Vec<(String, StatusClient)>>>,
     violations: Arc<Mutex<Vec<String>>>,
     rounds: Arc<AtomicU64>,
     stop: CancellationToken,
