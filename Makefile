@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench soak
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -56,3 +56,12 @@ bench: deps ## Benchmarks: end to end vs pg_recvlogical, the pgoutput parser, th
 	target/release/dbmazz-bench $(BENCH_ROWS)
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
+
+SOAK_SECS ?= 1800
+SOAK_KILL_EVERY_SECS ?= 30
+SOAK_BACKEND ?= postgres
+
+soak: deps ## 30-minute fleet soak: 3 workers, 4 jobs, a random worker killed every ~30 s (SOAK_BACKEND=postgres|redis)
+	DBMAZZ_SOAK_SECS=$(SOAK_SECS) DBMAZZ_SOAK_KILL_EVERY_SECS=$(SOAK_KILL_EVERY_SECS) \
+	  DBMAZZ_SOAK_BACKEND=$(SOAK_BACKEND) \
+	  $(CARGO) nextest run --locked -p dbmazz --test soak --profile soak --no-capture
