@@ -87,6 +87,7 @@ pub struct Report {
     pub stage: i32,
     pub holder: String,
     pub epoch: i64,
+    pub expires_unix_ms: i64,
 }
 
 /// The fleet under test.
@@ -231,6 +232,8 @@ impl Fleet {
                     && r.stage == pb::Stage::Cdc as i32
                     && r.job == job
                 {
+                    // Status shows the lease's expiry by the backend's clock.
+                    assert!(r.expires_unix_ms > 0, "{r:?}");
                     return Some((i, r.epoch));
                 }
             }
@@ -349,6 +352,7 @@ async fn poll_worker(
             stage: p.stage,
             holder: p.lease_holder,
             epoch: p.lease_epoch,
+            expires_unix_ms: p.lease_expires_unix_ms,
             job: p.job_id,
         })
         .collect()
