@@ -69,6 +69,14 @@ async fn soak_random_worker_kills_lose_nothing() {
                 .expect("exits after SIGTERM");
             assert!(st.success(), "{}", fleet.workers[victim].proc.log());
         }
+        eprintln!(
+            "soak t={}s {} {} takeovers so far={} last={:?}",
+            start.elapsed().as_secs(),
+            if sigterm { "SIGTERM" } else { "kill -9" },
+            fleet.workers[victim].id,
+            takeovers.len(),
+            takeovers.last().map(|t| t.2)
+        );
         fleet.spawn_worker();
         let v = fleet.watch.violations();
         assert!(v.is_empty(), "violations: {v:#?}");

@@ -262,7 +262,10 @@ impl Fleet {
                     .iter()
                     .map(|w| format!("--- {} ---\n{}\n", w.id, w.proc.log()))
                     .collect();
-                panic!("nobody streams {job} after {timeout:?}\n{logs}");
+                let maria_up = dbmazz_testkit::process::port_open(self.stack.maria.port());
+                panic!(
+                    "nobody streams {job} after {timeout:?} (sink MariaDB reachable: {maria_up})\n{logs}"
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
