@@ -51,9 +51,10 @@ docs: ## Regenerate the configuration reference in README.md and docs/configurat
 
 BENCH_ROWS ?= 2000000
 
-bench: deps ## Benchmarks: end to end vs pg_recvlogical, the pgoutput parser, the emulator's discard mode
+bench: deps ## Benchmarks: end to end vs pg_recvlogical, Stream Load connection reuse, the pgoutput parser, the emulator's discard mode
 	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
 	target/release/dbmazz-bench $(BENCH_ROWS)
+	target/release/dbmazz-loadbench
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
 

@@ -13,9 +13,11 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use super::catalog::{SinkColumn, SinkTable};
+use super::fit::Fit;
 use crate::pipeline::batch::{ColumnValue, Row, RowOp, RowsSegment};
 use crate::pipeline::schema_cache::TableSchema;
-use crate::source::values::{self, ColumnCodec as ValueCodec, JsonTarget};
+use crate::source::values::{self, ColumnCodec as ValueCodec, JsonTarget, PgType};
 
 /// Audit column: operation (0 insert, 1 update, 2 delete).
 pub const OP_TYPE: &str = "dbmazz_op_type";
@@ -46,6 +48,8 @@ struct ColumnCodec {
     header: String,
     value: Arc<ValueCodec>,
     target: JsonTarget,
+    /// What the sink column can hold.
+    fit: Fit,
 }
 
 /// Per-schema encoding plan (built once per schema generation).
@@ -54,6 +58,10 @@ pub struct TableCodec {
     schema: Arc<TableSchema>,
     cols: Vec<ColumnCodec>,
 }
+
+/// How many characters of a rejected value an error shows (enough to find the row,
+/// too few to leak a document).
+pub const VALUE_PREFIX_CHARS: usize = 16;
 
 /// A value could not be written for the sink.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,13 +102,18 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
 }
 
 impl TableCodec {
-    /// Plans the encoding of `schema`'s columns; `is_json(name)` tells whether the
-    /// sink column is a JSON column.
-    pub fn new(schema: Arc<TableSchema>, is_json: impl Fn(&str) -> bool) -> Self {
+    /// Plans the encoding of `schema`'s columns into the sink table `sink` (JSON
+    /// columns get embedded documents; every value is checked against the limit of
+    /// its sink column, see [`super::fit`]).
+    pub fn new(schema: Arc<TableSchema>, sink: &SinkTable) -> Self {
         let cols = schema
             .columns
             .iter()
-            .map(|c| ColumnCodec {
+            .map(|c| {
+                let sc = sink.column(&c.name);
+                (c, target_for(&c.pg_type, sc), sc.map_or(Fit::Any, Fit::of))
+            })
+            .map(|(c, target, fit)| ColumnCodec {
                 json_key: json_key(&c.name),
                 header: backquote(&c.name),
                 value: Arc::new(ValueCodec::new(
@@ -108,11 +121,8 @@ impl TableCodec {
                     c.name.clone(),
                     c.pg_type.clone(),
                 )),
-                target: if is_json(&c.name) {
-                    JsonTarget::Json
-                } else {
-                    JsonTarget::Native
-                },
+                target,
+                fit,
             })
             .collect();
         TableCodec { schema, cols }
@@ -121,6 +131,35 @@ impl TableCodec {
     /// The schema this codec encodes.
     pub fn schema(&self) -> &Arc<TableSchema> {
         &self.schema
+    }
+}
+
+/// How a column is written, from the sink column it goes to:
+/// - a JSON column gets json/jsonb documents embedded;
+/// - a string column (`VARCHAR`, `CHAR`, `STRING`) gets numbers, dates and
+///   timestamps as PostgreSQL printed them, so values no typed column can hold
+///   (numeric `NaN`, `infinity` timestamps, 5-digit years) arrive unchanged — the
+///   documented escape hatch of `docs/type-mapping.md`;
+/// - everything else is converted for the typed column.
+fn target_for(pg: &PgType, sink: Option<&SinkColumn>) -> JsonTarget {
+    let Some(sink) = sink else {
+        return JsonTarget::Native;
+    };
+    if sink.is_json {
+        return JsonTarget::Json;
+    }
+    let string_column = matches!(
+        sink.data_type.as_str(),
+        "varchar" | "char" | "string" | "text" | "tinytext" | "mediumtext" | "longtext"
+    );
+    let printed_is_better = matches!(
+        pg,
+        PgType::Numeric | PgType::Float | PgType::Date | PgType::Timestamp | PgType::TimestampTz
+    );
+    if string_column && printed_is_better {
+        JsonTarget::Text
+    } else {
+        JsonTarget::Native
     }
 }
 
@@ -240,16 +279,22 @@ fn encode_row(
         out.extend_from_slice(&c.json_key);
         match row.value(schema, i) {
             ColumnValue::Null | ColumnValue::Absent => out.extend_from_slice(b"null"),
-            ColumnValue::Text(t) => c.value.encode(t, c.target, out).map_err(|e| {
-                Box::new(EncodeError {
-                    table: schema.spec.qualified(),
-                    column: schema.columns[i].name.clone(),
-                    pg_type: c.value.ty().name(),
-                    key: key_text(schema, row),
-                    reason: e.reason,
-                    prefix: t.chars().take(16).collect(),
-                })
-            })?,
+            ColumnValue::Text(t) => {
+                let err = |reason: String| {
+                    Box::new(EncodeError {
+                        table: schema.spec.qualified(),
+                        column: schema.columns[i].name.clone(),
+                        pg_type: c.value.ty().name(),
+                        key: key_text(schema, row),
+                        reason,
+                        prefix: t.chars().take(VALUE_PREFIX_CHARS).collect(),
+                    })
+                };
+                c.fit.check(c.value.ty(), t).map_err(err)?;
+                c.value
+                    .encode(t, c.target, out)
+                    .map_err(|e| err(e.reason))?
+            }
             ColumnValue::Binary(_) => {
                 return Err(Box::new(EncodeError {
                     table: schema.spec.qualified(),
