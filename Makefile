@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -66,3 +66,12 @@ semantics: ## Change-semantics scenario tests (TOAST, keys, deletes, TRUNCATE, s
 semantics-long: ## Randomized differential test with thousands of transactions (DBMAZZ_TEST_SEED=<seed> replays a run)
 	# cargo test, not nextest: the suite's 5-minute per-test limit does not apply here.
 	DBMAZZ_SEMANTICS_CRASH=1 DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture
+
+SOAK_SECS ?= 1800
+SOAK_KILL_EVERY_SECS ?= 30
+SOAK_BACKEND ?= postgres
+
+soak: deps ## 30-minute fleet soak: 3 workers, 4 jobs, a random worker killed every ~30 s (SOAK_BACKEND=postgres|redis)
+	DBMAZZ_SOAK_SECS=$(SOAK_SECS) DBMAZZ_SOAK_KILL_EVERY_SECS=$(SOAK_KILL_EVERY_SECS) \
+	  DBMAZZ_SOAK_BACKEND=$(SOAK_BACKEND) \
+	  $(CARGO) nextest run --locked -p dbmazz --test soak --profile soak --no-capture

@@ -167,10 +167,23 @@ impl StateStore {
             schema = quote_ident(schema),
             table = self.table
         );
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(StateStoreError::pg("creating the dbmazz_checkpoints table"))
+        let mut attempt = 0;
+        loop {
+            match self.client.batch_execute(&sql).await {
+                Ok(()) => return Ok(()),
+                // Two workers creating the schema or table at the same moment: the
+                // loser sees a unique violation on the catalog; once more finds them.
+                Err(e)
+                    if attempt < 3
+                        && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(StateStoreError::pg("creating the dbmazz_checkpoints table")(e))
+                }
+            }
+        }
     }
 
     /// Loads the checkpoint of `job`, if any.

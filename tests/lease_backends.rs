@@ -244,3 +244,41 @@ async fn redis_restart_keeps_the_holder_and_epochs_only_grow() {
         other => panic!("dead holder's renewal: {other:?}"),
     }
 }
+
+/// The checkpoint row is the fencing point: once a new holder claims it with its
+/// epoch, writes of older epochs fail and the row is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_claim_fences_older_epochs() {
+    use dbmazz::source::Lsn;
+    use dbmazz::state_store::{StateStore, StateStoreError};
+    let pg = PgCluster::start().expect("postgres");
+    let store = StateStore::connect(&pg.url("postgres"), "dbmazz")
+        .await
+        .expect("store");
+    assert_eq!(store.claim("j", 1).await.expect("no row yet"), None);
+    store.commit("j", "s", Lsn(100), 1).await.expect("epoch 1");
+    assert_eq!(store.claim("j", 3).await.expect("claim"), Some(1));
+    match store.commit("j", "s", Lsn(200), 1).await {
+        Err(StateStoreError::Fenced {
+            current_epoch: 3,
+            our_epoch: 1,
+            ..
+        }) => {}
+        other => panic!("stale write: {other:?}"),
+    }
+    let cp = store.load("j").await.expect("load").expect("row");
+    assert_eq!(
+        (cp.lsn, cp.epoch),
+        (Lsn(100), 3),
+        "unchanged by the stale write"
+    );
+    match store.claim("j", 2).await {
+        Err(StateStoreError::Fenced {
+            current_epoch: 3, ..
+        }) => {}
+        other => panic!("stale claim: {other:?}"),
+    }
+    let proof = store.commit("j", "s", Lsn(300), 3).await.expect("holder");
+    assert_eq!(proof.lsn(), Lsn(300));
+    assert_eq!(store.claim("j", 3).await.expect("same epoch"), Some(3));
+}

@@ -142,12 +142,20 @@ async fn ensure_schema(
          );",
         schema = quote_ident(schema)
     );
-    match c.batch_execute(&sql).await {
-        Ok(()) => Ok(()),
-        // Two workers creating the tables at the same moment: the loser sees a
-        // unique violation on the catalog; the tables exist either way.
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => Ok(()),
-        Err(e) => Err(unavailable("creating dbmazz_leases")(e)),
+    let mut attempt = 0;
+    loop {
+        match c.batch_execute(&sql).await {
+            Ok(()) => return Ok(()),
+            // Two workers creating the tables at the same moment: the loser sees a
+            // unique violation on the catalog; once more finds them.
+            Err(e)
+                if attempt < 3
+                    && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+            {
+                attempt += 1;
+            }
+            Err(e) => return Err(unavailable("creating dbmazz_leases")(e)),
+        }
     }
 }
 

@@ -315,7 +315,12 @@ async fn finish<L: Lease>(
     h.handle.state.clear_lease();
     pipelines.remove(&job);
     match &end {
-        JobEnd::Stopped => summary.stopped += 1,
+        JobEnd::Stopped => {
+            summary.stopped += 1;
+            // Stopped by an operator (DrainAndStop/Stop) while the worker keeps
+            // running: leave the job to the other workers for one TTL.
+            not_before.insert(job.clone(), Instant::now() + lease.ttl());
+        }
         JobEnd::Fenced(m) => {
             tracing::warn!(job = %job, epoch = h.guard.epoch, reason = %m, "lease lost; pipeline stopped")
         }
