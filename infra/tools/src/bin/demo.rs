@@ -148,7 +148,13 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     println!("dbmazz demo: PostgreSQL → dbmazz → StarRocks Stream Load (emulator on MariaDB)\n");
     print!("starting a throw-away PostgreSQL, MariaDB and the StarRocks emulator… ");
     std::io::stdout().flush()?;
-    let stack = Stack::start(PgConfig::default(), false).await?;
+    // An idle walsender reports its position in keepalives every wal_sender_timeout/2;
+    // a shorter timeout lets the final catch-up check see the slot confirmed sooner.
+    let stack = Stack::start(
+        PgConfig::default().setting("wal_sender_timeout", "10s"),
+        false,
+    )
+    .await?;
     println!("ok");
     let pg = stack.pg().await?;
     pg.batch_execute(SOURCE_DDL).await?;
