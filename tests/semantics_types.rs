@@ -232,8 +232,37 @@ fn cases() -> Vec<Case> {
             )],
         ),
         ("e", "mood", vec![("'happy'", "happy")]),
+        // The text target: sink columns created as VARCHAR by the user (see
+        // TEXT_TARGET) keep what no typed column can hold, as PostgreSQL printed it.
+        (
+            "fx",
+            "double precision",
+            vec![
+                ("'NaN'", "NaN"),
+                ("'Infinity'", "Infinity"),
+                ("'-Infinity'", "-Infinity"),
+                ("2.5", "2.5"),
+            ],
+        ),
+        (
+            "tx",
+            "timestamptz",
+            vec![
+                ("'infinity'", "infinity"),
+                ("'-infinity'", "-infinity"),
+                ("'2024-06-01 12:00:00+05:30'", "2024-06-01 06:30:00+00"),
+            ],
+        ),
+        (
+            "dx",
+            "date",
+            vec![("'0044-03-15 BC'", "0044-03-15 BC"), ("'12345-01-01'", "12345-01-01")],
+        ),
     ]
 }
+
+/// Columns the sink table is created with (the rest dbmazz adds).
+const TEXT_TARGET: &str = "fx VARCHAR(64), tx VARCHAR(64), dx VARCHAR(64)";
 
 async fn every_type_arrives_as_the_column_holds_it(s: Scenario<'_>) {
     let cases = cases();
@@ -244,8 +273,12 @@ async fn every_type_arrives_as_the_column_holds_it(s: Scenario<'_>) {
         cols.join(", ")
     ))
     .await;
-    // Only the key: dbmazz adds every other column with its mapped type.
-    s.sink_sql("CREATE TABLE v (id INT PRIMARY KEY)").await;
+    // Only the key and the text-target columns: dbmazz adds every other column with
+    // its mapped type.
+    s.sink_sql(&format!(
+        "CREATE TABLE v (id INT PRIMARY KEY, {TEXT_TARGET})"
+    ))
+    .await;
     let run = s.start().await;
     // Row 0: every column NULL. Then one row per value, inserted, and for half of
     // them updated to the value (so both inserts and updates carry every type).
