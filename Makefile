@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -56,3 +56,9 @@ bench: deps ## Benchmarks: end to end vs pg_recvlogical, the pgoutput parser, th
 	target/release/dbmazz-bench $(BENCH_ROWS)
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
+
+CHAOS_ITERATIONS ?= 100
+
+chaos: deps ## Crash/fault proof: $(CHAOS_ITERATIONS) random faults under load, plus the long scenarios (sink down 2 min)
+	DBMAZZ_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) $(CARGO) nextest run --locked --profile chaos -p dbmazz --test chaos \
+	  --run-ignored all --no-capture --test-threads 1
