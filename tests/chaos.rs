@@ -475,3 +475,41 @@ async fn a_permanent_sink_error_fails_the_run_and_leaves_slot_and_checkpoint_alo
     s.verify(&p).await;
     drain(p);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_oracle_catches_lost_rows_different_rows_and_version_regressions() {
+    // The checks above can only pass meaningfully if they can fail: tamper with the
+    // sink behind dbmazz's back and watch each one trip.
+    let mut s = Scenario::start(61).await;
+    let p = s.spawn(&[]);
+    s.ready(&p).await;
+    one_transaction(&s, 1, 20, false).await;
+    s.verify(&p).await;
+    drain(p);
+    use mysql_async::prelude::Queryable;
+    let mut c = s.env.sink.get_conn().await.expect("sink");
+    c.query_drop(
+        "DELETE FROM w_acct WHERE id = 1;
+         UPDATE w_acct SET payload = 'tampered' WHERE id = 2;
+         UPDATE w_acct SET dbmazz_cdc_version = dbmazz_cdc_version - 1 WHERE id = 3;
+         UPDATE w_line SET dbmazz_is_deleted = 1 WHERE acct_id = 4;",
+    )
+    .await
+    .expect("tamper");
+    let pg = s.env.pg_client().await.expect("pg");
+    let d = TableDiff::compute(&pg, &s.env.sink, "w_acct", &["id"])
+        .await
+        .expect("diff");
+    assert_eq!((d.lost, d.different, d.extra), (1, 1, 0), "{d:?}");
+    let d = TableDiff::compute(&pg, &s.env.sink, "w_line", &["acct_id", "line"])
+        .await
+        .expect("diff");
+    assert_eq!(d.lost, 1, "{d:?}");
+    let h = History::check(&s.env.sink).await.expect("history");
+    assert_eq!(h.regressions.len(), 1, "{:?}", h.regressions);
+    assert!(
+        h.regressions[0].contains("w_acct key 3"),
+        "{:?}",
+        h.regressions
+    );
+}
