@@ -61,4 +61,4 @@ CHAOS_ITERATIONS ?= 100
 
 chaos: deps ## Crash/fault proof: $(CHAOS_ITERATIONS) random faults under load, plus the long scenarios (sink down 2 min)
 	DBMAZZ_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) $(CARGO) nextest run --locked --profile chaos -p dbmazz --test chaos \
-	  --run-ignored all --no-capture --test-threads 1
+	  --run-ignored all --no-capture
