@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench chaos
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -51,9 +51,10 @@ docs: ## Regenerate the configuration reference in README.md and docs/configurat
 
 BENCH_ROWS ?= 2000000
 
-bench: deps ## Benchmarks: end to end vs pg_recvlogical, the pgoutput parser, the emulator's discard mode
+bench: deps ## Benchmarks: end to end vs pg_recvlogical, Stream Load connection reuse, the pgoutput parser, the emulator's discard mode
 	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
 	target/release/dbmazz-bench $(BENCH_ROWS)
+	target/release/dbmazz-loadbench
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
 
@@ -62,3 +63,21 @@ CHAOS_ITERATIONS ?= 100
 chaos: deps ## Crash/fault proof: $(CHAOS_ITERATIONS) random faults under load, plus the long scenarios (sink down 2 min)
 	DBMAZZ_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) $(CARGO) nextest run --locked --profile chaos -p dbmazz --test chaos \
 	  --run-ignored all --no-capture
+
+SEMANTICS_TXNS ?= 5000
+
+semantics: ## Change-semantics scenario tests (TOAST, keys, deletes, TRUNCATE, schema, types, transactions, bad data, random)
+	$(CARGO) nextest run --locked -p dbmazz -E 'binary(/^semantics_/)'
+
+semantics-long: ## Randomized differential test with thousands of transactions (DBMAZZ_TEST_SEED=<seed> replays a run)
+	# cargo test, not nextest: the suite's 5-minute per-test limit does not apply here.
+	DBMAZZ_SEMANTICS_CRASH=1 DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture
+
+SOAK_SECS ?= 1800
+SOAK_KILL_EVERY_SECS ?= 30
+SOAK_BACKEND ?= postgres
+
+soak: deps ## 30-minute fleet soak: 3 workers, 4 jobs, a random worker killed every ~30 s (SOAK_BACKEND=postgres|redis)
+	DBMAZZ_SOAK_SECS=$(SOAK_SECS) DBMAZZ_SOAK_KILL_EVERY_SECS=$(SOAK_KILL_EVERY_SECS) \
+	  DBMAZZ_SOAK_BACKEND=$(SOAK_BACKEND) \
+	  $(CARGO) nextest run --locked -p dbmazz --test soak --profile soak --no-capture

@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod failpoint;
 pub mod grpc;
+pub mod lease;
 pub mod pipeline;
 pub mod replication;
 pub mod runner;

@@ -167,10 +167,23 @@ impl StateStore {
             schema = quote_ident(schema),
             table = self.table
         );
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(StateStoreError::pg("creating the dbmazz_checkpoints table"))
+        let mut attempt = 0;
+        loop {
+            match self.client.batch_execute(&sql).await {
+                Ok(()) => return Ok(()),
+                // Two workers creating the schema or table at the same moment: the
+                // loser sees a unique violation on the catalog; once more finds them.
+                Err(e)
+                    if attempt < 3
+                        && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(StateStoreError::pg("creating the dbmazz_checkpoints table")(e))
+                }
+            }
+        }
     }
 
     /// Loads the checkpoint of `job`, if any.
@@ -261,6 +274,39 @@ impl StateStore {
             stored,
             attempted: lsn,
         })
+    }
+
+    /// Takes the checkpoint row of `job` over for lease epoch `epoch` before a new
+    /// holder starts: from then on every write of an older epoch (a worker that lost
+    /// the lease but does not know it yet) fails with [`StateStoreError::Fenced`].
+    ///
+    /// Returns the epoch the row had (`None` when the job has no checkpoint yet); fails
+    /// with `Fenced` when the row already belongs to a newer epoch, i.e. `epoch` is
+    /// stale and the lease must be given up.
+    pub async fn claim(&self, job: &str, epoch: i64) -> Result<Option<i64>, StateStoreError> {
+        let update = format!(
+            "UPDATE {t} AS c SET epoch = $2, updated_at = now()
+              WHERE job_id = $1 AND epoch <= $2
+             RETURNING (SELECT epoch FROM {t} WHERE job_id = $1)",
+            t = self.table
+        );
+        // The sub-select sees the statement's snapshot: the epoch before this update.
+        if let Some(row) = self
+            .client
+            .query_opt(&update, &[&job, &epoch])
+            .await
+            .map_err(StateStoreError::pg("claiming the checkpoint"))?
+        {
+            return Ok(row.get(0));
+        }
+        match self.load(job).await? {
+            None => Ok(None),
+            Some(cp) => Err(StateStoreError::Fenced {
+                job: job.to_owned(),
+                current_epoch: cp.epoch,
+                our_epoch: epoch,
+            }),
+        }
     }
 
     /// The proof for a checkpoint that was just loaded from this store (resume point).

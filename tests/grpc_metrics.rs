@@ -177,6 +177,7 @@ const ALL_METRICS: &[&str] = &[
     prom::LAST_COMMIT_TIMESTAMP_SECONDS,
     prom::LAST_ERROR_TIMESTAMP_SECONDS,
     prom::LEASE_EPOCH,
+    prom::LEASE_EXPIRES_TIMESTAMP_SECONDS,
     prom::SLOT_INSPECTION_OK,
     prom::SLOT_WAL_STATUS,
     prom::SLOT_RETAINED_WAL_BYTES,
@@ -204,7 +205,12 @@ async fn prometheus_scrape_parses_and_agrees_with_status() {
     s.loads_ok.store(18, Ordering::Relaxed);
     s.loads_retried.store(4, Ordering::Relaxed);
     s.loads_failed.store(1, Ordering::Relaxed);
-    s.lease_epoch.store(3, Ordering::Relaxed);
+    s.set_lease(
+        "worker-a",
+        3,
+        1_900_000_000_500,
+        std::time::Instant::now() + std::time::Duration::from_secs(600),
+    );
     s.last_commit_unix_us.store(
         dbmazz::grpc::state::unix_micros() - 2_000_000,
         Ordering::Relaxed,
@@ -295,6 +301,12 @@ async fn prometheus_scrape_parses_and_agrees_with_status() {
     let err_ms = status.last_error.as_ref().expect("error").unix_ms;
     assert!((err_ts - err_ms as f64 / 1000.0).abs() < 0.001);
     assert_eq!(orders(prom::LEASE_EPOCH), status.lease_epoch as f64);
+    assert_eq!(status.lease_holder, "worker-a");
+    assert_eq!(status.lease_expires_unix_ms, 1_900_000_000_500);
+    assert_eq!(
+        orders(prom::LEASE_EXPIRES_TIMESTAMP_SECONDS),
+        status.lease_expires_unix_ms as f64 / 1000.0
+    );
     assert_eq!(orders(prom::PIPELINE_STAGE), pb::Stage::Cdc as i32 as f64);
     assert_eq!(orders(prom::PIPELINE_SERVING), 1.0);
     assert_eq!(orders(prom::PIPELINE_PAUSED), 0.0);

@@ -17,6 +17,7 @@ struct Certs {
     other_ca: PathBuf,
     server: (PathBuf, PathBuf),
     wrong_name: (PathBuf, PathBuf),
+    client: (PathBuf, PathBuf),
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -60,6 +61,27 @@ fn make_ca(dir: &Path, name: &str) {
 }
 
 fn make_server(dir: &Path, name: &str, san: &str) {
+    make_leaf(
+        dir,
+        name,
+        "postgres",
+        &format!(
+            "subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+        ),
+    );
+}
+
+/// A client certificate for the `postgres` role (`cert` authentication maps the CN).
+fn make_client(dir: &Path, name: &str) {
+    make_leaf(
+        dir,
+        name,
+        "postgres",
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    );
+}
+
+fn make_leaf(dir: &Path, name: &str, cn: &str, ext: &str) {
     openssl(
         dir,
         &[
@@ -74,16 +96,10 @@ fn make_server(dir: &Path, name: &str, san: &str) {
             "-out",
             &format!("{name}.csr"),
             "-subj",
-            "/CN=postgres",
+            &format!("/CN={cn}"),
         ],
     );
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        format!(
-            "subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
-        ),
-    )
-    .expect("ext file");
+    std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext file");
     openssl(
         dir,
         &[
@@ -116,8 +132,9 @@ fn certs() -> Certs {
     make_ca(p, "other");
     make_server(p, "server", "IP:127.0.0.1,DNS:localhost");
     make_server(p, "wrongname", "DNS:db.invalid");
+    make_client(p, "client");
     // PostgreSQL runs as the postgres user and insists its key is private to it.
-    for key in ["server.key", "wrongname.key"] {
+    for key in ["server.key", "wrongname.key", "client.key"] {
         let path = p.join(key);
         let status = Command::new("chmod")
             .arg("600")
@@ -136,6 +153,7 @@ fn certs() -> Certs {
         other_ca: p.join("other.pem"),
         server: (p.join("server.crt"), p.join("server.key")),
         wrong_name: (p.join("wrongname.crt"), p.join("wrongname.key")),
+        client: (p.join("client.crt"), p.join("client.key")),
         _dir: dir,
     }
 }
@@ -202,11 +220,61 @@ async fn tls_modes_against_a_real_server() {
     .expect_err("untrusted CA");
     assert!(matches!(e, SourceError::Tls(_)), "{e}");
     assert!(!e.is_transient());
+    // `system` means the machine's trust store (which does not hold the test CA), not
+    // a file named "system".
+    let e = streams(&fx, url(&fx, "sslmode=verify-full&sslrootcert=system"))
+        .await
+        .expect_err("test CA is not a system root");
+    assert!(matches!(e, SourceError::Tls(_)), "{e}");
+    assert!(!e.to_string().contains("cannot read"), "{e}");
     // verify modes without a CA file say what to set.
     let e = streams(&fx, url(&fx, "sslmode=verify-full"))
         .await
         .expect_err("no CA");
     assert!(e.to_string().contains("sslrootcert"), "{e}");
+}
+
+#[tokio::test]
+async fn client_certificate_authentication() {
+    let c = certs();
+    let ca = c.ca.display().to_string();
+    let fx = Fixture::new(
+        tls_config(&c.server, PgAuth::Cert).setting("ssl_ca_file", &ca),
+        SCHEMA,
+        false,
+    );
+    let (cert, key) = (c.client.0.display(), c.client.1.display());
+    let with_cert = format!("sslmode=verify-full&sslrootcert={ca}&sslcert={cert}&sslkey={key}");
+    // Replication connection and ordinary SQL connection both present it.
+    streams(&fx, url(&fx, &with_cert))
+        .await
+        .expect("replication with a client certificate");
+    let sql = dbmazz::source::sql::connect_sql(&url(&fx, &with_cert))
+        .await
+        .expect("SQL with a client certificate");
+    let one: i32 = sql.query_one("SELECT 1", &[]).await.expect("query").get(0);
+    assert_eq!(one, 1);
+    // Without it the server refuses, and says why.
+    let e = streams(
+        &fx,
+        url(&fx, &format!("sslmode=verify-full&sslrootcert={ca}")),
+    )
+    .await
+    .expect_err("no client certificate");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    // Half an identity is a configuration error before any connection.
+    let e = streams(&fx, url(&fx, &format!("sslmode=require&sslcert={cert}")))
+        .await
+        .expect_err("cert without key");
+    assert!(matches!(e, SourceError::Tls(_)), "{e}");
+    assert!(e.to_string().contains("without sslkey"), "{e}");
+    let e = streams(
+        &fx,
+        url(&fx, &format!("sslmode=require&sslcert={ca}&sslkey={ca}")),
+    )
+    .await
+    .expect_err("a certificate is not a key");
+    assert!(e.to_string().contains("sslkey"), "{e}");
 }
 
 #[tokio::test]

@@ -232,8 +232,7 @@ var!(
     Worker,
     DefaultValue::Derived("for `postgres`: the jobs' checkpoint database when they all share one"),
     Accepted::Text(
-        "a `postgres://`/`postgresql://` URL for `postgres`, a `redis://`/`rediss://` \
-     URL for `redis`"
+        "a `postgres://`/`postgresql://` URL for `postgres`, a `redis://` URL for `redis`"
     ),
     "Database holding the leases.",
     secret = true

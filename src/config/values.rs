@@ -318,11 +318,15 @@ pub fn postgres_url(text: &str) -> Result<Url, String> {
 /// A Redis URL: `redis://` or `rediss://` with a host.
 pub fn redis_url(text: &str) -> Result<Url, String> {
     let u = url(text)?;
-    if !matches!(u.scheme(), "redis" | "rediss") {
-        return Err(format!(
-            "scheme `{}` is not `redis` or `rediss`",
-            u.scheme()
-        ));
+    if u.scheme() == "rediss" {
+        return Err(
+            "TLS to Redis (`rediss://`) is not supported yet; use `redis://` on a private \
+             network or through a TLS tunnel, or DBMAZZ_LEASE_BACKEND=postgres"
+                .to_owned(),
+        );
+    }
+    if u.scheme() != "redis" {
+        return Err(format!("scheme `{}` is not `redis`", u.scheme()));
     }
     if u.host_str().is_none_or(str::is_empty) {
         return Err("no host (write redis://host:6379/0)".to_owned());
@@ -572,7 +576,10 @@ mod tests {
     #[test]
     fn redis_urls() {
         assert!(redis_url("redis://127.0.0.1:6379/0").is_ok());
-        assert!(redis_url("rediss://:pw@cache:6380").is_ok());
+        assert!(redis_url("redis://:pw@cache:6380").is_ok());
+        assert!(redis_url("rediss://:pw@cache:6380")
+            .expect_err("tls")
+            .contains("not supported"));
         assert!(redis_url("http://cache").is_err());
     }
 

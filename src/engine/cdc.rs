@@ -52,6 +52,7 @@ struct Loader {
     epoch: i64,
     checkpoint: Lsn,
     abort: CancellationToken,
+    handle: PipelineHandle,
 }
 
 /// Minimum time between two idle checkpoints (keepalive positions).
@@ -106,13 +107,26 @@ impl Loader {
     async fn checkpoint_at(&mut self, lsn: Lsn) -> Result<(), Outcome> {
         let mut attempt = 0u32;
         let proof = loop {
+            // Self-fencing (rule 8): with an overdue lease, write nothing. The write
+            // itself is fenced by the epoch too; this check keeps a worker that does
+            // not know yet that it lost the lease from even trying.
+            if !self.handle.lease_valid() {
+                return Err(Outcome::Fenced(format!(
+                    "lease of job '{}' (epoch {}) is overdue or lost; not writing the \
+                     checkpoint",
+                    self.job, self.epoch
+                )));
+            }
             match self
                 .store
                 .commit(&self.job, &self.slot, lsn, self.epoch)
                 .await
             {
                 Ok(p) => break p,
-                Err(e @ (StateStoreError::Fenced { .. } | StateStoreError::Corrupt { .. })) => {
+                Err(e @ StateStoreError::Fenced { .. }) => {
+                    return Err(Outcome::Fenced(e.to_string()))
+                }
+                Err(e @ StateStoreError::Corrupt { .. }) => {
                     return Err(Outcome::Definite(e.to_string()))
                 }
                 Err(StateStoreError::Regression { stored, .. }) => {
@@ -138,6 +152,12 @@ impl Loader {
         fail::fail_point!("loader::after_checkpoint", |a| Err(Outcome::Definite(
             crate::failpoint::hit("loader::after_checkpoint", a)
         )));
+        if !self.handle.lease_valid() {
+            return Err(Outcome::Fenced(format!(
+                "lease of job '{}' (epoch {}) ran out while checkpointing; not confirming",
+                self.job, self.epoch
+            )));
+        }
         self.confirm.confirm(proof);
         SharedState::raise(&self.state.confirmed_lsn, lsn);
         Ok(())
@@ -239,6 +259,7 @@ pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Out
         epoch: settings.epoch,
         checkpoint: prepared.checkpoint.lsn,
         abort: sink_cancel.clone(),
+        handle: handle.clone(),
     };
     let mut loader_task = tokio::spawn(loader.run(rx));
 

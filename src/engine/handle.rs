@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::grpc::state::SharedState;
+use crate::lease::Fence;
 
 /// Steering for one pipeline.
 #[derive(Clone, Debug)]
@@ -17,6 +18,9 @@ pub struct PipelineHandle {
     pub drain: CancellationToken,
     /// Cancel to stop at once (nothing unconfirmed is lost: it is replayed later).
     pub abort: CancellationToken,
+    /// The lease this pipeline runs under, if any: checked before every checkpoint
+    /// write, so a worker whose lease is overdue never moves the checkpoint.
+    pub fence: Option<Arc<Fence>>,
     pause: watch::Sender<bool>,
 }
 
@@ -27,8 +31,21 @@ impl PipelineHandle {
             state,
             drain: CancellationToken::new(),
             abort: CancellationToken::new(),
+            fence: None,
             pause: watch::channel(false).0,
         }
+    }
+
+    /// The same handle, running under the lease `fence`.
+    pub fn with_fence(mut self, fence: Arc<Fence>) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// False once the lease this pipeline runs under is lost or overdue (always true
+    /// without leases).
+    pub fn lease_valid(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.is_valid())
     }
 
     /// Pauses (true) or resumes (false) reading and loading.

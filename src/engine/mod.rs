@@ -75,6 +75,10 @@ pub enum EngineError {
     /// A definite error: the pipeline is FAILED.
     #[error("{0}")]
     Failed(String),
+    /// This worker lost the job's lease (another worker owns it now); the pipeline
+    /// stopped without writing anything.
+    #[error("{0}")]
+    Fenced(String),
 }
 
 /// How an attempt of the CDC stage ended.
@@ -88,6 +92,8 @@ pub enum Outcome {
     Definite(String),
     /// Setup found a problem an operator must fix; re-checked periodically.
     SetupBlocked(String),
+    /// The lease was lost or a newer epoch owns the checkpoint: stop, write nothing.
+    Fenced(String),
 }
 
 /// Exponential back-off with jitter for engine restarts: 1 s doubling to 30 s.
@@ -139,6 +145,12 @@ pub async fn run(settings: EngineSettings, handle: PipelineHandle) -> Result<(),
             Outcome::Stopped => {
                 state.set_stage(Stage::Stopped);
                 return Ok(());
+            }
+            Outcome::Fenced(msg) => {
+                tracing::warn!(job = %settings.job_id, reason = %msg, "lease lost; pipeline stopped");
+                state.record_error(msg.clone());
+                state.set_stage(Stage::Stopped);
+                return Err(EngineError::Fenced(msg));
             }
             Outcome::Definite(msg) => {
                 tracing::error!(job = %settings.job_id, error = %msg, "pipeline failed");

@@ -598,9 +598,12 @@ pub fn render_status_table(resp: &pb::ListPipelinesResponse, now_ms: i64) -> Str
             }
         }
         if !p.lease_holder.is_empty() {
+            let left = p.lease_expires_unix_ms.saturating_sub(now_ms);
             lines.push(format!(
-                "  lease: {} (epoch {})\n",
-                p.lease_holder, p.lease_epoch
+                "  lease: {} (epoch {}, expires in {})\n",
+                p.lease_holder,
+                p.lease_epoch,
+                human_ms(u64::try_from(left).unwrap_or(0))
             ));
         }
         if let Some(e) = &p.last_error {
@@ -691,6 +694,7 @@ struct PipelineJson {
     uptime_seconds: u64,
     lease_holder: String,
     lease_epoch: i64,
+    lease_expires_unix_ms: i64,
 }
 
 #[derive(Serialize)]
@@ -759,6 +763,7 @@ pub fn status_json(resp: &pb::ListPipelinesResponse) -> Result<String, ClientErr
                 uptime_seconds: p.uptime_seconds,
                 lease_holder: p.lease_holder.clone(),
                 lease_epoch: p.lease_epoch,
+                lease_expires_unix_ms: p.lease_expires_unix_ms,
             })
             .collect(),
     };

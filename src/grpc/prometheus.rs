@@ -88,6 +88,8 @@ pub const LAST_COMMIT_TIMESTAMP_SECONDS: &str = "dbmazz_last_commit_timestamp_se
 pub const LAST_ERROR_TIMESTAMP_SECONDS: &str = "dbmazz_last_error_timestamp_seconds";
 /// Lease epoch the pipeline runs under.
 pub const LEASE_EPOCH: &str = "dbmazz_lease_epoch";
+/// Lease expiry by the lease backend's clock (absent without a lease).
+pub const LEASE_EXPIRES_TIMESTAMP_SECONDS: &str = "dbmazz_lease_expires_timestamp_seconds";
 /// 1 when the last slot inspection succeeded.
 pub const SLOT_INSPECTION_OK: &str = "dbmazz_slot_inspection_ok";
 /// Slot state code: 0 unknown, 1 reserved, 2 extended, 3 unreserved, 4 lost, 5 missing.
@@ -240,6 +242,8 @@ pub async fn render(ctx: &Context) -> String {
             |r| r.h.state.last_error().map(|e| (view::unix_ms(e.at) as f64 / 1000.0).to_string())),
         (LEASE_EPOCH, "gauge", "Lease epoch (fencing token) the pipeline runs under; 0 without leases.",
             |r| Some(r.h.state.lease_epoch.load(Ordering::Relaxed).to_string())),
+        (LEASE_EXPIRES_TIMESTAMP_SECONDS, "gauge", "Expiry of the lease this worker holds for the pipeline, Unix seconds by the lease backend's clock; absent without a lease.",
+            |r| r.h.state.holder().map(|_| (r.h.state.lease_expires_unix_ms.load(Ordering::Relaxed) as f64 / 1000.0).to_string())),
         (SLOT_INSPECTION_OK, "gauge", "1 when PostgreSQL answered the last slot inspection, else 0.",
             |r| Some(u8::from(r.slot.result.is_ok()).to_string())),
         (SLOT_WAL_STATUS, "gauge", "Replication slot wal_status: 0 unknown, 1 reserved, 2 extended, 3 unreserved, 4 lost, 5 slot missing.",

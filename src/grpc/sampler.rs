@@ -78,6 +78,7 @@ impl Sampler {
                     _ => (t, 0.0),
                 };
                 totals.insert(s.job_id.clone(), t);
+                let holder = s.holder();
                 pb::PipelineMetrics {
                     job_id: s.job_id.clone(),
                     stage: stage_pb(s.stage()) as i32,
@@ -94,6 +95,13 @@ impl Sampler {
                     batches_per_second: rate(t.batches, b.batches, secs),
                     lag_bytes: s.lag_bytes(),
                     lag_ms: s.lag_ms(),
+                    lease_holder: holder.clone().unwrap_or_default(),
+                    lease_epoch: s.lease_epoch.load(Ordering::Relaxed),
+                    lease_expires_unix_ms: if holder.is_some() {
+                        s.lease_expires_unix_ms.load(Ordering::Relaxed)
+                    } else {
+                        0
+                    },
                 }
             })
             .collect();

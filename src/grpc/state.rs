@@ -125,6 +125,9 @@ pub struct SharedState {
     pub rows_loaded: AtomicU64,
     /// Lease epoch the pipeline runs under (0 without leases).
     pub lease_epoch: AtomicI64,
+    /// Lease expiry by the lease backend's clock, Unix ms (0 without leases).
+    pub lease_expires_unix_ms: AtomicI64,
+    lease_valid_until: Mutex<Option<Instant>>,
     tables: Mutex<BTreeMap<String, TableCounters>>,
     last_error: Mutex<Option<RecordedError>>,
     holder: Mutex<Option<String>>,
@@ -161,6 +164,8 @@ impl SharedState {
             loads_failed: AtomicU64::new(0),
             rows_loaded: AtomicU64::new(0),
             lease_epoch: AtomicI64::new(0),
+            lease_expires_unix_ms: AtomicI64::new(0),
+            lease_valid_until: Mutex::new(None),
             tables: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             holder: Mutex::new(None),
@@ -223,9 +228,32 @@ impl SharedState {
         *lock(&self.holder) = holder;
     }
 
-    /// The lease holder shown in status.
+    /// The lease holder shown in status: `None` without a lease, and also once this
+    /// worker's own clock says the lease is overdue (a worker that was frozen never
+    /// claims a lease it may have lost).
     pub fn holder(&self) -> Option<String> {
+        if lock(&self.lease_valid_until).is_some_and(|t| Instant::now() >= t) {
+            return None;
+        }
         lock(&self.holder).clone()
+    }
+
+    /// Records the lease the pipeline runs under: holder, epoch, expiry by the
+    /// backend's clock, and the instant (this worker's monotonic clock) after which
+    /// it must not act as the holder any more.
+    pub fn set_lease(&self, holder: &str, epoch: i64, expires_unix_ms: i64, valid_until: Instant) {
+        *lock(&self.holder) = Some(holder.to_owned());
+        self.lease_epoch.store(epoch, Ordering::Relaxed);
+        self.lease_expires_unix_ms
+            .store(expires_unix_ms, Ordering::Relaxed);
+        *lock(&self.lease_valid_until) = Some(valid_until);
+    }
+
+    /// Forgets the lease (released or lost); the epoch stays for reference.
+    pub fn clear_lease(&self) {
+        *lock(&self.holder) = None;
+        self.lease_expires_unix_ms.store(0, Ordering::Relaxed);
+        *lock(&self.lease_valid_until) = None;
     }
 
     /// Reads an LSN counter.

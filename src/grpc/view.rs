@@ -229,6 +229,11 @@ pub fn pipeline_status(
         lease_epoch: s.lease_epoch.load(Ordering::Relaxed),
         paused: handle.is_paused(),
         last_commit_unix_ms: s.last_commit_unix_us.load(Ordering::Relaxed) / 1000,
+        lease_expires_unix_ms: if s.holder().is_some() {
+            s.lease_expires_unix_ms.load(Ordering::Relaxed)
+        } else {
+            0
+        },
     }
 }
 

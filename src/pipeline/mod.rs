@@ -273,13 +273,7 @@ impl Batcher {
             CdcMessage::Relation(r) => {
                 match self.cache.apply_relation(&r)? {
                     RelationUpdate::Changed { diff, new, .. } => {
-                        tracing::info!(
-                            table = %new.spec.qualified(),
-                            added = diff.added.len(),
-                            dropped = diff.dropped.len(),
-                            retyped = diff.retyped.len(),
-                            "schema change received"
-                        );
+                        schema_change_notice(&new, &diff);
                     }
                     RelationUpdate::Unchanged(_) | RelationUpdate::NotConfigured => {}
                 }
@@ -388,6 +382,42 @@ impl Batcher {
                 message_name(&other)
             ))),
         }
+    }
+}
+
+/// Logs a schema change and what the sink will do about it (policy in
+/// `docs/change-semantics.md`): added columns are added to the sink before the first
+/// row that carries them; dropped columns stay in the sink and get NULL in rows
+/// written from now on; a rename is an add plus a drop; a type change keeps the sink
+/// column, whose values are checked against it on every load.
+fn schema_change_notice(new: &TableSchema, diff: &schema_cache::SchemaDiff) {
+    let table = new.spec.qualified();
+    let names = |v: &[String]| v.join(", ");
+    tracing::info!(
+        %table,
+        added = %diff.added.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+        dropped = %names(&diff.dropped),
+        "schema change received"
+    );
+    for (from, to) in &diff.renamed {
+        tracing::warn!(
+            %table,
+            from = %from,
+            to = %to,
+            "column renamed: the sink gets a new column '{to}' filled from now on, and \
+             '{from}' keeps the values written before the rename. To merge them run on \
+             StarRocks: UPDATE <sink table> SET `{to}` = `{from}` WHERE `{to}` IS NULL"
+        );
+    }
+    for (old, now) in &diff.retyped {
+        tracing::warn!(
+            %table,
+            column = %now.name,
+            from = %old.pg_type.name(),
+            to = %now.pg_type.name(),
+            "column type changed: the sink column keeps its type; a value it cannot hold \
+             stops the pipeline naming the column (widen it with ALTER TABLE … MODIFY COLUMN)"
+        );
     }
 }
 

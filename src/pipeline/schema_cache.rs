@@ -82,6 +82,12 @@ pub struct SchemaDiff {
     pub dropped: Vec<String>,
     /// Columns whose type changed: (old, new).
     pub retyped: Vec<(ColumnSchema, ColumnSchema)>,
+    /// Columns that look renamed: (old name, new name). A rename keeps the column's
+    /// position and type, so a column that disappeared and a new one of the same type
+    /// in the same place, with every other column in place, is taken for a rename.
+    /// Renamed columns are also listed in `added` and `dropped` (the sink handles a
+    /// rename as add + drop, see `docs/change-semantics.md`).
+    pub renamed: Vec<(String, String)>,
 }
 
 impl SchemaDiff {
@@ -102,12 +108,27 @@ impl SchemaDiff {
                 d.dropped.push(o.name.clone());
             }
         }
+        if old.columns.len() == new.columns.len() {
+            for (o, n) in old.columns.iter().zip(&new.columns) {
+                if o.name != n.name
+                    && d.dropped.contains(&o.name)
+                    && d.added.iter().any(|a| a.name == n.name)
+                    && o.type_oid == n.type_oid
+                    && o.type_modifier == n.type_modifier
+                {
+                    d.renamed.push((o.name.clone(), n.name.clone()));
+                }
+            }
+        }
         d
     }
 
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.dropped.is_empty() && self.retyped.is_empty()
+        self.added.is_empty()
+            && self.dropped.is_empty()
+            && self.retyped.is_empty()
+            && self.renamed.is_empty()
     }
 }
 
@@ -334,7 +355,35 @@ mod tests {
         assert_eq!(diff.added[0].name, "c");
         assert_eq!(diff.dropped, vec!["a".to_string()]);
         assert_eq!(diff.retyped.len(), 1);
+        assert!(
+            diff.renamed.is_empty(),
+            "a drop plus an add elsewhere is no rename"
+        );
         assert_eq!(new.generation, 1);
+    }
+
+    #[test]
+    fn a_column_replaced_in_place_by_one_of_the_same_type_is_a_rename() {
+        let mut c = SchemaCache::new([spec()]);
+        c.apply_relation(&rel(10, &[("id", 23), ("a", 25), ("b", 23)]))
+            .expect("ok");
+        let u = c
+            .apply_relation(&rel(10, &[("id", 23), ("a2", 25), ("b", 23)]))
+            .expect("ok");
+        let RelationUpdate::Changed { diff, .. } = u else {
+            panic!("expected a change")
+        };
+        assert_eq!(diff.renamed, vec![("a".to_string(), "a2".to_string())]);
+        assert_eq!(diff.dropped, vec!["a".to_string()]);
+        assert_eq!(diff.added.len(), 1);
+        // A different type in the same place is a drop and an add.
+        let u = c
+            .apply_relation(&rel(10, &[("id", 23), ("a3", 20), ("b", 23)]))
+            .expect("ok");
+        let RelationUpdate::Changed { diff, .. } = u else {
+            panic!("expected a change")
+        };
+        assert!(diff.renamed.is_empty());
     }
 
     #[test]

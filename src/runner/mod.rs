@@ -5,21 +5,29 @@
 //! which whatever is still running is aborted (nothing unconfirmed is lost: it is
 //! replayed on the next start). A second signal aborts at once.
 //!
+//! With `DBMAZZ_LEASE_BACKEND=postgres|redis` the worker is one of a fleet: it runs
+//! only the jobs whose leases it holds ([`fleet`]); on SIGTERM it drains them and
+//! releases their leases so other workers take over at once.
+//!
 //! Exit status: 0 when every pipeline stopped cleanly, 1 when any ended FAILED
 //! (a permanent error an operator must look at). A setup problem that an operator
 //! must fix does not end the process: the pipeline reports it (FAILED with the
 //! reason) and re-checks periodically, so fixing the cause is enough.
 
+pub mod fleet;
 pub mod settings;
+pub mod takeover;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, LeaseBackend};
 use crate::engine::{self, PipelineHandle, Pipelines};
 use crate::grpc::state::SharedState;
+use crate::lease::{PgLease, RedisLease};
 
 /// How the worker ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +66,75 @@ pub async fn run(config: Config) -> RunSummary {
     let control = tokio::spawn(control.serve(async move {
         let _ = control_stopped.await;
     }));
+    let summary = match config.worker.lease.backend {
+        LeaseBackend::None => run_all(&config, &pipelines).await,
+        LeaseBackend::Postgres | LeaseBackend::Redis => run_fleet(&config, &pipelines).await,
+    };
+    let _ = stop_control.send(());
+    match control.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "control plane stopped with an error"),
+        Err(e) => tracing::error!(error = %e, "control plane task failed"),
+    }
+    summary
+}
+
+/// With a lease backend: the fleet loop.
+async fn run_fleet(config: &Config, pipelines: &Pipelines) -> RunSummary {
+    let lease = &config.worker.lease;
+    let url = lease.url.as_ref().map(|u| u.expose_str().to_owned());
+    let fail = |msg: String| RunSummary {
+        stopped: 0,
+        failed: vec![("(lease backend)".into(), msg)],
+    };
+    let Some(url) = url else {
+        return fail("DBMAZZ_LEASE_URL is required with a lease backend".into());
+    };
+    let stopping = CancellationToken::new();
+    let shutdown = config.worker.shutdown_timeout;
+    let signals = tokio::spawn(watch_signals(pipelines.clone(), shutdown, stopping.clone()));
+    let summary = match lease.backend {
+        LeaseBackend::Redis => {
+            let pair = RedisLease::new(&url, lease.ttl)
+                .and_then(|a| RedisLease::new(&url, lease.ttl).map(|b| (a, b)));
+            match pair {
+                Ok((a, b)) => {
+                    fleet::run(
+                        config,
+                        Arc::new(a),
+                        Arc::new(b),
+                        pipelines.clone(),
+                        stopping,
+                    )
+                    .await
+                }
+                Err(e) => fail(e.to_string()),
+            }
+        }
+        _ => {
+            // Lease tables live beside the first job's checkpoints.
+            let schema = config
+                .jobs
+                .first()
+                .map_or("dbmazz", |j| j.checkpoint_schema.as_str());
+            let a = PgLease::new(&url, schema, lease.ttl);
+            let b = PgLease::new(&url, schema, lease.ttl);
+            fleet::run(
+                config,
+                Arc::new(a),
+                Arc::new(b),
+                pipelines.clone(),
+                stopping,
+            )
+            .await
+        }
+    };
+    signals.abort();
+    summary
+}
+
+/// Without a lease backend: every configured job, until a signal (or all end).
+async fn run_all(config: &Config, pipelines: &Pipelines) -> RunSummary {
     let mut set = JoinSet::new();
     for job in &config.jobs {
         let settings = settings::engine_settings(job);
@@ -77,7 +154,11 @@ pub async fn run(config: Config) -> RunSummary {
         "dbmazz running"
     );
     let shutdown = config.worker.shutdown_timeout;
-    let signals = tokio::spawn(watch_signals(pipelines.clone(), shutdown));
+    let signals = tokio::spawn(watch_signals(
+        pipelines.clone(),
+        shutdown,
+        CancellationToken::new(),
+    ));
     let mut summary = RunSummary {
         stopped: 0,
         failed: Vec::new(),
@@ -92,17 +173,12 @@ pub async fn run(config: Config) -> RunSummary {
         }
     }
     signals.abort();
-    let _ = stop_control.send(());
-    match control.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "control plane stopped with an error"),
-        Err(e) => tracing::error!(error = %e, "control plane task failed"),
-    }
     summary
 }
 
-/// First SIGTERM/SIGINT: drain all, abort after `timeout`. Second one: abort now.
-async fn watch_signals(pipelines: Pipelines, timeout: Duration) {
+/// First SIGTERM/SIGINT: cancel `stopping` (no new jobs), drain all, abort after
+/// `timeout`. Second one: abort now.
+async fn watch_signals(pipelines: Pipelines, timeout: Duration, stopping: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -115,6 +191,7 @@ async fn watch_signals(pipelines: Pipelines, timeout: Duration) {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
         _ = int.recv() => tracing::info!("SIGINT: draining"),
     }
+    stopping.cancel();
     for p in pipelines.all() {
         p.drain.cancel();
     }

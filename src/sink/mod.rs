@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod curl_loader;
 pub mod encode;
+pub mod fit;
 pub mod label;
 pub mod response;
 pub mod starrocks;

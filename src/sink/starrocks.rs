@@ -17,6 +17,9 @@
 //!   After a TRUNCATE in the same batch the labels get a per-attempt nonce, because
 //!   a replayed TRUNCATE empties the table again and the loads after it must really
 //!   run again.
+//! - Values are checked against their sink column before a load ([`super::fit`]);
+//!   `strict_mode=true` makes a value StarRocks cannot convert fail the load instead
+//!   of becoming NULL.
 //! - `max_filter_ratio=0`: a filtered row fails the load; the error carries the first
 //!   lines of the ErrorURL log.
 
@@ -105,6 +108,7 @@ impl StarRocksSink {
             connect_timeout: Duration::from_secs(10),
             request_timeout: settings.load_timeout + Duration::from_secs(30),
             expect_timeout: Duration::from_secs(10),
+            reuse_connections: true,
         }));
         Ok(StarRocksSink {
             settings,
@@ -183,10 +187,7 @@ impl StarRocksSink {
                 .map_err(Self::catalog_error)?
                 .ok_or_else(|| SinkError::Definite(format!("sink table '{table}' disappeared")))?;
         }
-        let sink = st.sink.clone();
-        let codec = Arc::new(TableCodec::new(schema.clone(), |name| {
-            sink.column(name).is_some_and(|c| c.is_json)
-        }));
+        let codec = Arc::new(TableCodec::new(schema.clone(), &st.sink));
         st.codec = Some(codec.clone());
         Ok(codec)
     }
@@ -298,6 +299,8 @@ impl StarRocksSink {
             ("ignore_json_size".to_owned(), "true".to_owned()),
             ("columns".to_owned(), load.columns.clone()),
             ("max_filter_ratio".to_owned(), "0".to_owned()),
+            // A value the column cannot hold fails the load instead of becoming NULL.
+            ("strict_mode".to_owned(), "true".to_owned()),
             ("merge_condition".to_owned(), CDC_VERSION.to_owned()),
             (
                 "timeout".to_owned(),

@@ -25,8 +25,11 @@
 //! certificate check); `require` (TLS, no certificate check unless `sslrootcert`
 //! is given, then like `verify-ca`); `verify-ca` (chain checked against
 //! `sslrootcert`); `verify-full` (chain and host name). Without `sslrootcert`,
-//! `~/.postgresql/root.crt` is used when it exists. SCRAM channel binding is not
-//! used (the client announces it does not support it, which servers accept).
+//! `~/.postgresql/root.crt` is used when it exists; `sslrootcert=system` trusts the
+//! operating system's roots. `sslcert` + `sslkey` present a client certificate (for
+//! `cert` authentication or `clientcert=verify-*` in `pg_hba.conf`). SCRAM channel
+//! binding is not used (the client announces it does not support it, which servers
+//! accept).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -93,8 +96,12 @@ pub struct ConnParams {
     pub dbname: String,
     /// TLS mode.
     pub sslmode: SslMode,
-    /// CA certificate file (PEM).
+    /// CA certificate file (PEM), or `system` for the operating system's roots.
     pub sslrootcert: Option<PathBuf>,
+    /// Client certificate (chain) file (PEM) for certificate authentication.
+    pub sslcert: Option<PathBuf>,
+    /// Private key of `sslcert` (PEM).
+    pub sslkey: Option<PathBuf>,
     /// `application_name` reported to the server.
     pub application_name: Option<String>,
     /// Connect timeout from the URL, if given.
@@ -111,6 +118,8 @@ impl fmt::Debug for ConnParams {
             .field("dbname", &self.dbname)
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
             .finish()
     }
 }
@@ -127,6 +136,8 @@ impl ConnParams {
             dbname: String::new(),
             sslmode: SslMode::Prefer,
             sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
             application_name: None,
             connect_timeout: None,
         };
@@ -190,6 +201,8 @@ impl ConnParams {
             "dbname" => self.dbname = value.to_owned(),
             "sslmode" => self.sslmode = value.parse()?,
             "sslrootcert" => self.sslrootcert = Some(PathBuf::from(value)),
+            "sslcert" => self.sslcert = Some(PathBuf::from(value)),
+            "sslkey" => self.sslkey = Some(PathBuf::from(value)),
             "application_name" => self.application_name = Some(value.to_owned()),
             "connect_timeout" => {
                 let secs: u64 = value.parse().map_err(|_| {
@@ -202,8 +215,8 @@ impl ConnParams {
             other => {
                 return Err(SourceError::Config(format!(
                     "connection option '{other}' is not supported; supported: host, hostaddr, \
-                     port, user, password, dbname, sslmode, sslrootcert, application_name, \
-                     connect_timeout"
+                     port, user, password, dbname, sslmode, sslrootcert, sslcert, sslkey, \
+                     application_name, connect_timeout"
                 )))
             }
         }
@@ -1088,7 +1101,7 @@ pub(crate) mod tls {
         CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
     };
     use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
     use tokio_rustls::TlsConnector;
 
     use super::{ConnParams, SslMode};
@@ -1207,6 +1220,22 @@ pub(crate) mod tls {
             ))
         };
         let mut roots = RootCertStore::empty();
+        if path.as_os_str() == "system" {
+            // libpq's `sslrootcert=system`: the operating system's trusted roots.
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // Unparsable system certificates are skipped, as libpq/OpenSSL do.
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err(SourceError::Tls(format!(
+                    "sslrootcert=system but no trusted root certificate was found on this \
+                     machine ({} errors); install ca-certificates or give a PEM file",
+                    found.errors.len()
+                )));
+            }
+            return Ok(Some(roots));
+        }
         for cert in CertificateDer::pem_file_iter(&path).map_err(|e| bad(e.to_string()))? {
             let cert = cert.map_err(|e| bad(e.to_string()))?;
             roots.add(cert).map_err(|e| bad(e.to_string()))?;
@@ -1255,10 +1284,57 @@ pub(crate) mod tls {
                 }
             }
         };
-        Ok(builder
+        let builder = builder
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth())
+            .with_custom_certificate_verifier(verifier);
+        match (&params.sslcert, &params.sslkey) {
+            (None, None) => Ok(builder.with_no_client_auth()),
+            (Some(cert), Some(key)) => {
+                let (chain, der) = load_client_identity(cert, key)?;
+                builder.with_client_auth_cert(chain, der).map_err(|e| {
+                    SourceError::Tls(format!(
+                        "client certificate {} and key {} do not form a usable identity: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })
+            }
+            (Some(_), None) => Err(SourceError::Tls(
+                "sslcert is set without sslkey: give both in the source URL".into(),
+            )),
+            (None, Some(_)) => Err(SourceError::Tls(
+                "sslkey is set without sslcert: give both in the source URL".into(),
+            )),
+        }
+    }
+
+    /// Reads the client certificate chain and its private key (PEM).
+    fn load_client_identity(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), SourceError> {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                SourceError::Tls(format!(
+                    "cannot read sslcert {}: {e}; give a PEM file with the client certificate",
+                    cert.display()
+                ))
+            })?;
+        if chain.is_empty() {
+            return Err(SourceError::Tls(format!(
+                "sslcert {} holds no certificate; give a PEM file with the client certificate",
+                cert.display()
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            SourceError::Tls(format!(
+                "cannot read sslkey {}: {e}; give a PEM file with the client's private key \
+                 (PKCS#8, PKCS#1 or SEC1)",
+                key.display()
+            ))
+        })?;
+        Ok((chain, key))
     }
 }
 

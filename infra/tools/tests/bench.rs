@@ -28,3 +28,37 @@ fn the_benchmark_runs_and_reports_every_figure() {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
 }
+
+/// The connection-reuse benchmark also proves the property it measures: with reuse a
+/// load opens only the FE connection (the BE's is kept), without it both.
+#[test]
+fn the_load_benchmark_shows_the_be_connection_kept() {
+    let out = Command::new(env!("CARGO_BIN_EXE_dbmazz-loadbench"))
+        .arg("80")
+        .output()
+        .expect("run the load benchmark");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "load benchmark failed:\n{stdout}\n{stderr}"
+    );
+    let connections = |prefix: &str| -> f64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("missing {prefix:?} in:\n{stdout}"));
+        let before = line
+            .split(" new connections per load")
+            .next()
+            .unwrap_or_default();
+        before
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no connection count in {line:?}"))
+    };
+    assert_eq!(connections("every connection closed"), 2.0, "{stdout}");
+    assert_eq!(connections("BE connection reused"), 1.0, "{stdout}");
+    assert!(stdout.contains("ratio reuse / no reuse"), "{stdout}");
+}

@@ -33,6 +33,9 @@ pub enum PgAuth {
     Scram(String),
     /// `md5` with this password for the `postgres` superuser.
     Md5(String),
+    /// Client certificates over TLS only (`hostssl … cert`): the server needs `ssl=on`
+    /// and `ssl_ca_file`, the client a certificate whose CN is `postgres`.
+    Cert,
 }
 
 /// Options of a throw-away cluster.
@@ -223,13 +226,14 @@ impl PgCluster {
             chown_tree(dir.path(), uid, gid)?;
         }
         let mut hba = String::from("local all all trust\n");
-        let method = match &config.auth {
-            PgAuth::Trust => "trust",
-            PgAuth::Scram(_) => "scram-sha-256",
-            PgAuth::Md5(_) => "md5",
+        let (kind, method) = match &config.auth {
+            PgAuth::Trust => ("host", "trust"),
+            PgAuth::Scram(_) => ("host", "scram-sha-256"),
+            PgAuth::Md5(_) => ("host", "md5"),
+            PgAuth::Cert => ("hostssl", "cert"),
         };
         for db in ["all", "replication"] {
-            hba.push_str(&format!("host {db} all 127.0.0.1/32 {method}\n"));
+            hba.push_str(&format!("{kind} {db} all 127.0.0.1/32 {method}\n"));
         }
         std::fs::write(data.join("pg_hba.conf"), hba)
             .map_err(ServiceError::io("writing pg_hba.conf"))?;
@@ -342,7 +346,7 @@ impl PgCluster {
 
     fn set_password(&self) -> Result<(), ServiceError> {
         let (enc, pw) = match &self.config.auth {
-            PgAuth::Trust => return Ok(()),
+            PgAuth::Trust | PgAuth::Cert => return Ok(()),
             PgAuth::Scram(pw) => ("scram-sha-256", pw),
             PgAuth::Md5(pw) => ("md5", pw),
         };
@@ -375,7 +379,9 @@ impl PgCluster {
     /// A `postgres://` URL for `db` (with the password when one is set).
     pub fn url(&self, db: &str) -> String {
         match &self.config.auth {
-            PgAuth::Trust => format!("postgres://postgres@127.0.0.1:{}/{db}", self.port),
+            PgAuth::Trust | PgAuth::Cert => {
+                format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+            }
             PgAuth::Scram(pw) | PgAuth::Md5(pw) => {
                 format!("postgres://postgres:{pw}@127.0.0.1:{}/{db}", self.port)
             }

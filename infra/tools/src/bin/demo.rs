@@ -279,6 +279,14 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
         }
     }
     let _ = sink.disconnect().await;
+    if !ok {
+        // Keep what dbmazz said for whoever investigates the difference.
+        let path = std::env::temp_dir().join(format!("dbmazz-demo-{}.log", std::process::id()));
+        match std::fs::write(&path, dbmazz.log()) {
+            Ok(()) => println!("\ndbmazz's log (last 64 KiB): {}", path.display()),
+            Err(e) => println!("\ncannot save dbmazz's log to {}: {e}", path.display()),
+        }
+    }
     Ok(ok)
 }
 
