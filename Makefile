@@ -58,6 +58,12 @@ bench: deps ## Benchmarks: end to end vs pg_recvlogical, Stream Load connection 
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
 
+CHAOS_ITERATIONS ?= 100
+
+chaos: deps ## Crash/fault proof: $(CHAOS_ITERATIONS) random faults under load, plus the long scenarios (sink down 2 min)
+	DBMAZZ_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) $(CARGO) nextest run --locked --profile chaos -p dbmazz --test chaos \
+	  --run-ignored all --no-capture
+
 SEMANTICS_TXNS ?= 20000
 SEMANTICS_SEEDS ?= 5
 

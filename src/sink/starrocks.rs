@@ -501,7 +501,10 @@ impl StarRocksSink {
             match self.blocking(move |http| http.get(&u)).await {
                 Ok(r) if r.status == 200 => match response::parse_label_state(&r.body) {
                     Ok(state) => match state.as_str() {
-                        "VISIBLE" | "COMMITTED" | "FINISHED" => return Attempt::Done,
+                        "VISIBLE" | "COMMITTED" | "FINISHED" => {
+                            tracing::info!(label, %state, why, "label state: the load was applied once");
+                            return Attempt::Done;
+                        }
                         "ABORTED" | "UNKNOWN" | "CANCELLED" => {
                             return Attempt::Retry(format!(
                                 "{why}; label state {state}: re-sending"

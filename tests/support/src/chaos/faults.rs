@@ -240,6 +240,21 @@ impl FaultMenu {
         }
     }
 
+    /// Every fault as often as its weight, shuffled: drawing a whole deck before
+    /// the next one guarantees that a long run meets every kind.
+    pub fn deck(&self, rng: &mut Rng) -> Vec<Fault> {
+        let mut d: Vec<Fault> = self
+            .entries
+            .iter()
+            .flat_map(|(f, w)| std::iter::repeat_n(*f, *w as usize))
+            .collect();
+        for i in (1..d.len()).rev() {
+            let j = rng.range(0, i as u64) as usize;
+            d.swap(i, j);
+        }
+        d
+    }
+
     /// Picks one fault.
     pub fn pick(&self, rng: &mut Rng) -> Fault {
         let total: u64 = self.entries.iter().map(|(_, w)| u64::from(*w)).sum();
@@ -270,6 +285,18 @@ mod tests {
             seen.insert(f);
         }
         assert_eq!(seen.len(), menu.entries.len());
+    }
+
+    #[test]
+    fn a_deck_holds_every_fault_by_weight() {
+        let menu = FaultMenu::all();
+        let deck = menu.deck(&mut Rng::new(3));
+        let total: u32 = menu.entries.iter().map(|(_, w)| w).sum();
+        assert_eq!(deck.len(), total as usize);
+        for (f, w) in &menu.entries {
+            assert_eq!(deck.iter().filter(|d| *d == f).count(), *w as usize);
+        }
+        assert_ne!(deck, menu.deck(&mut Rng::new(4)), "shuffled by the seed");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use crate::StopMode;
 /// How a run goes.
 #[derive(Clone, Debug)]
 pub struct ChaosConfig {
-    /// Faults to inject (one per iteration).
+    /// Faults to inject (one per iteration), drawn from shuffled decks of the menu
+    /// so that every kind comes up in a long run.
     pub iterations: usize,
     /// Seed of every random choice (fault, victim, durations).
     pub seed: u64,
@@ -340,8 +341,12 @@ pub async fn run(
         .map(|w| w.spawn_writer(env.source_conn(), stop_rx.clone()))
         .collect();
 
+    let mut deck = Vec::new();
     for i in 0..cfg.iterations {
-        let fault = cfg.menu.pick(&mut rng);
+        if deck.is_empty() {
+            deck = cfg.menu.deck(&mut rng);
+        }
+        let fault = deck.pop().unwrap_or(Fault::Kill9);
         eprintln!("chaos iteration {i}: {}", fault.name());
         *s.faults.entry(fault.name()).or_default() += 1;
         match apply_fault(fault, env, workers, cfg, &mut rng).await {

@@ -56,7 +56,9 @@ impl WriterStats {
     }
 }
 
-/// The tables and the writer of one workload.
+/// The tables and the writer of one workload. Clones share the model of what was
+/// written, so a writer started after another never reuses a key's `seq` (keys
+/// deleted at the source are remembered).
 #[derive(Clone, Debug)]
 pub struct Workload {
     /// Table name prefix (`<prefix>_acct`, `<prefix>_line`).
@@ -67,6 +69,7 @@ pub struct Workload {
     pub pace: Duration,
     /// Probability that a transaction touches a few hundred rows.
     pub big_txn_chance: f64,
+    model: std::sync::Arc<tokio::sync::Mutex<Model>>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -75,7 +78,7 @@ struct KeyState {
     live: bool,
 }
 
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 struct Model {
     acct: BTreeMap<i64, KeyState>,
     line: BTreeMap<(i64, i64), KeyState>,
@@ -123,6 +126,7 @@ impl Workload {
             seed,
             pace: Duration::from_millis(5),
             big_txn_chance: 0.02,
+            model: Default::default(),
         }
     }
 
@@ -244,12 +248,12 @@ impl Workload {
     }
 
     async fn write(self, conn: String, mut stop: watch::Receiver<bool>) -> WriterStats {
-        let mut rng = Rng::new(self.seed);
+        let shared = self.model.clone();
+        let mut model = shared.lock().await;
+        // Each writer continues the sequence of choices where the last one stopped.
+        let mut rng = Rng::new(self.seed ^ model.next_acct as u64);
         let mut stats = WriterStats::default();
-        let mut model = Model {
-            next_acct: 1,
-            ..Default::default()
-        };
+        model.next_acct = model.next_acct.max(1);
         let Some(mut c) = Self::connect(&conn, &stop).await else {
             return stats;
         };
@@ -269,16 +273,12 @@ impl Workload {
                     continue;
                 }
             }
-            let mut next = Model {
-                acct: model.acct.clone(),
-                line: model.line.clone(),
-                next_acct: model.next_acct,
-            };
+            let mut next = model.clone();
             let mut delta = WriterStats::default();
             let sql = self.transaction(&mut rng, &mut next, &mut delta);
             match c.batch_execute(&sql).await {
                 Ok(()) => {
-                    model = next;
+                    *model = next;
                     delta.txns = 1;
                     stats.add(&delta);
                 }
