@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench soak
+.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -58,11 +58,21 @@ bench: deps ## Benchmarks: end to end vs pg_recvlogical, Stream Load connection 
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard
 
-SOAK_SECS ?= 1800
-SOAK_KILL_EVERY_SECS ?= 30
-SOAK_BACKEND ?= postgres
+CHAOS_ITERATIONS ?= 100
 
-soak: deps ## 30-minute fleet soak: 3 workers, 4 jobs, a random worker killed every ~30 s (SOAK_BACKEND=postgres|redis)
-	DBMAZZ_SOAK_SECS=$(SOAK_SECS) DBMAZZ_SOAK_KILL_EVERY_SECS=$(SOAK_KILL_EVERY_SECS) \
-	  DBMAZZ_SOAK_BACKEND=$(SOAK_BACKEND) \
-	  $(CARGO) nextest run --locked -p dbmazz --test soak --profile soak --no-capture
+chaos: deps ## Crash/fault proof: $(CHAOS_ITERATIONS) random faults under load, plus the long scenarios (sink down 2 min)
+	DBMAZZ_CHAOS_ITERATIONS=$(CHAOS_ITERATIONS) $(CARGO) nextest run --locked --profile chaos -p dbmazz --test chaos \
+	  --run-ignored all --no-capture
+
+SEMANTICS_TXNS ?= 20000
+SEMANTICS_SEEDS ?= 5
+
+semantics: ## Change-semantics scenario tests (TOAST, keys, deletes, TRUNCATE, schema, types, transactions, bad data, random)
+	$(CARGO) nextest run --locked -p dbmazz -E 'binary(/^semantics_/)'
+
+semantics-long: ## Randomized differential test, thousands of transactions per seed (DBMAZZ_TEST_SEED=<seed> replays one)
+	$(CARGO) test --locked -p dbmazz --test semantics_random --no-run
+	# cargo test, not nextest: the suite's 5-minute per-test limit does not apply here.
+	@for i in $$(seq 1 $(if $(DBMAZZ_TEST_SEED),1,$(SEMANTICS_SEEDS))); do \
+	  DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture || exit 1; \
+	done

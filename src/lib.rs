@@ -12,6 +12,7 @@ pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod failpoint;
 pub mod grpc;
 pub mod lease;
 pub mod pipeline;

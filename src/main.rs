@@ -2,5 +2,7 @@
 
 fn main() -> std::process::ExitCode {
     dbmazz::alloc::tune();
+    // Test builds only (`failpoints` feature): fault points from FAILPOINTS.
+    let _failpoints = dbmazz::failpoint::setup();
     dbmazz::cli::main()
 }

@@ -1,5 +1,5 @@
 //! Schema evolution driven by Relation messages, applied before the first row that
-//! needs it (policy in docs/schema-changes.md):
+//! needs it (policy in docs/change-semantics.md):
 //! - ADD COLUMN → `ALTER TABLE … ADD COLUMN` with the mapped type, then rows carry
 //!   it — also when the column is added and filled in the same transaction;
 //! - DROP COLUMN → the sink column stays and gets NULL in rows written afterwards;

@@ -47,11 +47,14 @@ fn col_name(i: usize) -> String {
 /// expected sink text)])`. The expected text is MariaDB's rendering of the value
 /// the mapped column holds (DATETIME with 6 decimals, BOOLEAN as 1/0, JSON
 /// minified).
-fn cases() -> Vec<(
+/// `(column, PostgreSQL type, [(SQL literal, expected sink text)])`.
+type Case = (
     &'static str,
     &'static str,
     Vec<(&'static str, &'static str)>,
-)> {
+);
+
+fn cases() -> Vec<Case> {
     vec![
         ("b", "boolean", vec![("true", "1"), ("false", "0")]),
         ("i2", "smallint", vec![("-32768", "-32768"), ("32767", "32767")]),
@@ -229,8 +232,37 @@ fn cases() -> Vec<(
             )],
         ),
         ("e", "mood", vec![("'happy'", "happy")]),
+        // The text target: sink columns created as VARCHAR by the user (see
+        // TEXT_TARGET) keep what no typed column can hold, as PostgreSQL printed it.
+        (
+            "fx",
+            "double precision",
+            vec![
+                ("'NaN'", "NaN"),
+                ("'Infinity'", "Infinity"),
+                ("'-Infinity'", "-Infinity"),
+                ("2.5", "2.5"),
+            ],
+        ),
+        (
+            "tx",
+            "timestamptz",
+            vec![
+                ("'infinity'", "infinity"),
+                ("'-infinity'", "-infinity"),
+                ("'2024-06-01 12:00:00+05:30'", "2024-06-01 06:30:00+00"),
+            ],
+        ),
+        (
+            "dx",
+            "date",
+            vec![("'0044-03-15 BC'", "0044-03-15 BC"), ("'12345-01-01'", "12345-01-01")],
+        ),
     ]
 }
+
+/// Columns the sink table is created with (the rest dbmazz adds).
+const TEXT_TARGET: &str = "fx VARCHAR(64), tx VARCHAR(64), dx VARCHAR(64)";
 
 async fn every_type_arrives_as_the_column_holds_it(s: Scenario<'_>) {
     let cases = cases();
@@ -241,8 +273,12 @@ async fn every_type_arrives_as_the_column_holds_it(s: Scenario<'_>) {
         cols.join(", ")
     ))
     .await;
-    // Only the key: dbmazz adds every other column with its mapped type.
-    s.sink_sql("CREATE TABLE v (id INT PRIMARY KEY)").await;
+    // Only the key and the text-target columns: dbmazz adds every other column with
+    // its mapped type.
+    s.sink_sql(&format!(
+        "CREATE TABLE v (id INT PRIMARY KEY, {TEXT_TARGET})"
+    ))
+    .await;
     let run = s.start().await;
     // Row 0: every column NULL. Then one row per value, inserted, and for half of
     // them updated to the value (so both inserts and updates carry every type).

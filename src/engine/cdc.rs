@@ -82,8 +82,8 @@ impl Loader {
             Err(e @ SinkError::Definite(_)) => return Err(Outcome::Definite(e.to_string())),
         };
         SharedState::raise(&self.state.flushed_lsn, b.end_lsn);
-        fail::fail_point!("loader::after_ack", |_| Err(Outcome::Definite(
-            "fail point loader::after_ack".into()
+        fail::fail_point!("loader::after_ack", |a| Err(Outcome::Definite(
+            crate::failpoint::hit("loader::after_ack", a)
         )));
         self.checkpoint_at(b.end_lsn).await?;
         self.state.batches.fetch_add(1, Ordering::Relaxed);
@@ -149,8 +149,8 @@ impl Loader {
         };
         self.checkpoint = lsn;
         SharedState::raise(&self.state.checkpoint_lsn, lsn);
-        fail::fail_point!("loader::after_checkpoint", |_| Err(Outcome::Definite(
-            "fail point loader::after_checkpoint".into()
+        fail::fail_point!("loader::after_checkpoint", |a| Err(Outcome::Definite(
+            crate::failpoint::hit("loader::after_checkpoint", a)
         )));
         if !self.handle.lease_valid() {
             return Err(Outcome::Fenced(format!(
@@ -209,8 +209,8 @@ pub async fn run_once(settings: &EngineSettings, handle: &PipelineHandle) -> Out
                 return Outcome::Transient(err.to_string());
             }
         };
-    fail::fail_point!("setup::before", |_| Outcome::Definite(
-        "fail point setup::before".into()
+    fail::fail_point!("setup::before", |a| Outcome::Definite(
+        crate::failpoint::hit("setup::before", a)
     ));
     let prepared = match setup::run(settings, &store, &sink).await {
         Ok(p) => p,

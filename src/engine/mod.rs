@@ -102,18 +102,45 @@ fn restart_backoff(attempt: u32) -> Duration {
     Duration::from_millis((base as f64 * rand::random_range(0.5..=1.0)) as u64)
 }
 
+/// A pipeline that streamed at least this long before a transient error starts its
+/// back-off from the first step again: that error is a new one, not the previous one
+/// repeating.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+/// Counts consecutive transient failures and says how long to wait before the next
+/// attempt. Without the reset, every recovery late in a process's life (after a
+/// handful of database restarts over days) waited the full 30 s.
+#[derive(Debug, Default)]
+struct Restarts {
+    attempt: u32,
+}
+
+impl Restarts {
+    /// The wait after a transient failure of an attempt that ran for `ran_for` and
+    /// did (`streamed`) or did not reach streaming; also the attempt number.
+    fn next_wait(&mut self, streamed: bool, ran_for: Duration) -> (u32, Duration) {
+        if streamed && ran_for >= HEALTHY_RUN {
+            self.attempt = 0;
+        }
+        self.attempt += 1;
+        (self.attempt, restart_backoff(self.attempt))
+    }
+}
+
 /// Runs the pipeline until drained/aborted (`Ok`) or failed (`Err`).
 pub async fn run(settings: EngineSettings, handle: PipelineHandle) -> Result<(), EngineError> {
     let state = handle.state.clone();
     let (drain, abort) = (handle.drain.clone(), handle.abort.clone());
-    let mut attempt = 0u32;
+    let mut restarts = Restarts::default();
     loop {
         if drain.is_cancelled() || abort.is_cancelled() {
             state.set_stage(Stage::Stopped);
             return Ok(());
         }
         state.set_stage(Stage::Setup);
+        let started = std::time::Instant::now();
         let outcome = cdc::run_once(&settings, &handle).await;
+        let streamed = state.stage() == Stage::Cdc;
         let wait = match outcome {
             Outcome::Stopped => {
                 state.set_stage(Stage::Stopped);
@@ -138,8 +165,7 @@ pub async fn run(settings: EngineSettings, handle: PipelineHandle) -> Result<(),
                 Duration::from_secs(30)
             }
             Outcome::Transient(msg) => {
-                attempt += 1;
-                let wait = restart_backoff(attempt);
+                let (attempt, wait) = restarts.next_wait(streamed, started.elapsed());
                 tracing::warn!(job = %settings.job_id, error = %msg, attempt, wait_ms = wait.as_millis() as u64, "transient error; restarting the pipeline");
                 state.record_error(msg);
                 wait
@@ -150,5 +176,28 @@ pub async fn run(settings: EngineSettings, handle: PipelineHandle) -> Result<(),
             _ = abort.cancelled() => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_grows_while_failures_repeat_and_restarts_after_a_healthy_run() {
+        let mut r = Restarts::default();
+        let quick = Duration::from_secs(1);
+        let (a, first) = r.next_wait(false, quick);
+        assert_eq!(a, 1);
+        assert!(first <= Duration::from_secs(2));
+        for _ in 0..6 {
+            r.next_wait(true, quick);
+        }
+        let (a, late) = r.next_wait(false, Duration::from_secs(600));
+        assert_eq!(a, 8, "a failure before streaming is not a healthy run");
+        assert!(late >= Duration::from_secs(15));
+        let (a, again) = r.next_wait(true, HEALTHY_RUN);
+        assert_eq!(a, 1, "streaming for a while resets the count");
+        assert!(again <= Duration::from_secs(2));
     }
 }

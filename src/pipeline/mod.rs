@@ -386,7 +386,7 @@ impl Batcher {
 }
 
 /// Logs a schema change and what the sink will do about it (policy in
-/// `docs/schema-changes.md`): added columns are added to the sink before the first
+/// `docs/change-semantics.md`): added columns are added to the sink before the first
 /// row that carries them; dropped columns stay in the sink and get NULL in rows
 /// written from now on; a rename is an add plus a drop; a type change keeps the sink
 /// column, whose values are checked against it on every load.

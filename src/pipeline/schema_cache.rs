@@ -86,7 +86,7 @@ pub struct SchemaDiff {
     /// position and type, so a column that disappeared and a new one of the same type
     /// in the same place, with every other column in place, is taken for a rename.
     /// Renamed columns are also listed in `added` and `dropped` (the sink handles a
-    /// rename as add + drop, see `docs/schema-changes.md`).
+    /// rename as add + drop, see `docs/change-semantics.md`).
     pub renamed: Vec<(String, String)>,
 }
 

@@ -196,6 +196,14 @@ impl Driver {
         conn: &mut ReplicationConnection,
         reported: &mut Lsn,
     ) -> Result<(), SourceError> {
+        if self.feedback().durable() > *reported {
+            fail::fail_point!("replication::before_status_update", |a| Err(
+                SourceError::Protocol(crate::failpoint::hit(
+                    "replication::before_status_update",
+                    a
+                ))
+            ));
+        }
         conn.send(&self.feedback().status_update(reported, false))
             .await
     }

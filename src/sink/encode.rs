@@ -401,6 +401,224 @@ mod tests {
         assert_eq!(format_utc_micros(-1), "1969-12-31 23:59:59.999999");
     }
 
+    use crate::pipeline::batch::{Batch, Change, Segment, Transaction};
+    use crate::pipeline::schema_cache::{ColumnSchema, TableSpec};
+    use crate::source::message::{ColumnKind, ColumnRef, ReplicaIdentity, TupleData};
+    use crate::source::Lsn;
+
+    fn schema() -> Arc<TableSchema> {
+        let col = |n: &str, identity| ColumnSchema {
+            name: n.into(),
+            type_oid: 25,
+            type_modifier: -1,
+            pg_type: PgType::Text,
+            identity,
+        };
+        Arc::new(TableSchema {
+            rel_id: 1,
+            spec: Arc::new(TableSpec {
+                schema: "public".into(),
+                name: "t".into(),
+                sink_table: "t".into(),
+                key_columns: vec!["id".into()],
+            }),
+            columns: vec![col("id", true), col("a", false), col("big", false)],
+            key: vec![0],
+            replica_identity: ReplicaIdentity::Default,
+            generation: 0,
+        })
+    }
+
+    /// `Some(text)`, `None` (NULL) or `U` (unchanged TOAST).
+    fn tuple(vals: &[Option<&str>]) -> TupleData {
+        let mut buf = Vec::new();
+        let mut cols = SmallVec::new();
+        for v in vals {
+            match v {
+                None => cols.push(ColumnRef::empty(ColumnKind::Null)),
+                Some("\u{1}u") => cols.push(ColumnRef::empty(ColumnKind::UnchangedToast)),
+                Some(s) => {
+                    let start = buf.len() as u32;
+                    buf.extend_from_slice(s.as_bytes());
+                    cols.push(ColumnRef::value(ColumnKind::Text, start, s.len() as u32));
+                }
+            }
+        }
+        let mut t = TupleData::empty(bytes::Bytes::from(buf));
+        *t.columns_mut() = cols;
+        t
+    }
+
+    const U: Option<&str> = Some("\u{1}u");
+
+    fn sink(cols: &[(&str, &str)]) -> SinkTable {
+        SinkTable {
+            columns: cols
+                .iter()
+                .map(|(n, t)| SinkColumn {
+                    name: (*n).into(),
+                    data_type: t.split('(').next().unwrap_or(t).into(),
+                    column_type: (*t).into(),
+                    is_key: *n == "id",
+                    nullable: true,
+                    is_json: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn loads(rows: Vec<(RowOp, Vec<Option<&str>>)>, mode: DeleteMode) -> Vec<EncodedLoad> {
+        let s = schema();
+        let mut b = Batch::new(0);
+        b.add_transaction(Transaction {
+            commit_lsn: Lsn(7),
+            end_lsn: Lsn(8),
+            commit_time: 0,
+            changes: rows
+                .into_iter()
+                .map(|(op, v)| Change::Row {
+                    schema: s.clone(),
+                    row: Row::new(op, Lsn(7), tuple(&v), false),
+                })
+                .collect(),
+            bytes: 0,
+        })
+        .expect("fold");
+        let Segment::Rows(seg) = &b.tables[0].segments[0] else {
+            panic!("rows expected")
+        };
+        let codec = TableCodec::new(
+            s.clone(),
+            &sink(&[
+                ("id", "varchar(10)"),
+                ("a", "longtext"),
+                ("big", "longtext"),
+            ]),
+        );
+        let audit = AuditValues {
+            synced_at: "2024-01-01 00:00:00.000000".into(),
+        };
+        encode_segment(&codec, seg, mode, &audit).expect("encode")
+    }
+
+    #[test]
+    fn rows_of_different_shapes_go_in_different_loads_listing_exactly_their_columns() {
+        let l = loads(
+            vec![
+                (RowOp::Insert, vec![Some("1"), Some("a"), Some("big")]),
+                (RowOp::Update, vec![Some("2"), Some("b"), U]),
+                (RowOp::Update, vec![Some("3"), None, U]),
+                (RowOp::Insert, vec![Some("4"), Some("d"), None]),
+            ],
+            DeleteMode::Soft,
+        );
+        assert_eq!(l.len(), 2);
+        let audit = "`dbmazz_op_type`,`dbmazz_is_deleted`,`dbmazz_synced_at`,`dbmazz_cdc_version`";
+        assert_eq!(l[0].columns, format!("`id`,`a`,`big`,{audit}"));
+        assert!(!l[0].partial);
+        assert_eq!(l[0].rows, 2);
+        assert_eq!(l[1].columns, format!("`id`,`a`,{audit}"));
+        assert!(
+            l[1].partial,
+            "a row without its TOAST value is a partial update"
+        );
+        let body = String::from_utf8(l[1].body.clone()).expect("utf8");
+        assert!(body.contains("\"id\":\"2\",\"a\":\"b\""), "{body}");
+        assert!(
+            body.contains("\"id\":\"3\",\"a\":null"),
+            "NULL stays NULL: {body}"
+        );
+        assert!(
+            !body.contains("big"),
+            "the absent column is not sent: {body}"
+        );
+    }
+
+    #[test]
+    fn hard_deletes_send_the_key_and_op() {
+        let l = loads(
+            vec![(RowOp::Delete, vec![Some("1"), Some("a"), U])],
+            DeleteMode::Hard,
+        );
+        assert_eq!(l.len(), 1);
+        assert!(l[0].columns.starts_with("`id`,`dbmazz_op_type`"));
+        assert!(l[0].columns.ends_with("`__op`"));
+        let body = String::from_utf8(l[0].body.clone()).expect("utf8");
+        assert!(body.contains("\"__op\":1") && body.contains("\"dbmazz_is_deleted\":true"));
+    }
+
+    #[test]
+    fn a_value_the_sink_column_cannot_hold_names_table_column_key_and_prefix() {
+        let s = schema();
+        let mut b = Batch::new(0);
+        b.add_transaction(Transaction {
+            commit_lsn: Lsn(7),
+            end_lsn: Lsn(8),
+            commit_time: 0,
+            changes: vec![Change::Row {
+                schema: s.clone(),
+                row: Row::new(
+                    RowOp::Insert,
+                    Lsn(7),
+                    tuple(&[Some("k1"), Some("a value far too long for it"), None]),
+                    false,
+                ),
+            }],
+            bytes: 0,
+        })
+        .expect("fold");
+        let Segment::Rows(seg) = &b.tables[0].segments[0] else {
+            panic!("rows expected")
+        };
+        let codec = TableCodec::new(
+            s,
+            &sink(&[
+                ("id", "varchar(10)"),
+                ("a", "varchar(5)"),
+                ("big", "longtext"),
+            ]),
+        );
+        let audit = AuditValues {
+            synced_at: String::new(),
+        };
+        let e = encode_segment(&codec, seg, DeleteMode::Soft, &audit).expect_err("too long");
+        let msg = e.to_string();
+        assert!(msg.contains("public.t") && msg.contains("'a'") && msg.contains("id=k1"));
+        assert!(msg.contains("\"a value far too \"") && !msg.contains("long for it"));
+        assert!(msg.contains("VARCHAR(5)"));
+    }
+
+    #[test]
+    fn numbers_and_dates_for_string_columns_are_written_as_printed() {
+        let col = |t: &str| SinkColumn {
+            name: "c".into(),
+            data_type: t.into(),
+            column_type: t.into(),
+            is_key: false,
+            nullable: true,
+            is_json: false,
+        };
+        assert_eq!(
+            target_for(&PgType::Numeric, Some(&col("longtext"))),
+            JsonTarget::Text
+        );
+        assert_eq!(
+            target_for(&PgType::TimestampTz, Some(&col("varchar"))),
+            JsonTarget::Text
+        );
+        assert_eq!(
+            target_for(&PgType::Numeric, Some(&col("decimal"))),
+            JsonTarget::Native
+        );
+        assert_eq!(
+            target_for(&PgType::Bytea, Some(&col("longtext"))),
+            JsonTarget::Native
+        );
+        let mut json = col("json");
+        json.is_json = true;
+        assert_eq!(target_for(&PgType::Json, Some(&json)), JsonTarget::Json);
+    }
+
     #[test]
     fn backquote_escapes() {
         assert_eq!(backquote("a`b"), "`a``b`");

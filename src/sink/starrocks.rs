@@ -233,6 +233,9 @@ impl StarRocksSink {
                         ack.rows += load.rows as u64;
                         ack.retries += self.load(&tb.sink_table, &label, load).await?;
                         ack.loads += 1;
+                        fail::fail_point!("sink::between_loads", |a| Err(SinkError::Definite(
+                            crate::failpoint::hit("sink::between_loads", a)
+                        )));
                     }
                 }
                 Segment::Truncate { version, .. } => {
@@ -373,7 +376,11 @@ impl StarRocksSink {
         let (u, h, b) = (url.to_owned(), headers.to_vec(), body.clone());
         let reply = match self.blocking(move |http| http.put(&u, &h, b)).await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry(format!("{e} (outcome unknown)")),
+            Err(e) => {
+                return self
+                    .unknown_outcome(label, format!("{e} (outcome unknown)"))
+                    .await
+            }
         };
         match reply.status {
             200 => {}
@@ -450,6 +457,34 @@ impl StarRocksSink {
         }
     }
 
+    /// The request failed without a usable answer (connection reset, broken pipe
+    /// while the server had already answered, timeout): the load may or may not have
+    /// been applied. The label state decides, not a guess: committed → done, running
+    /// → wait for it, unknown or aborted → re-send with the same label. Without this,
+    /// a server that answers `Label Already Exists` early and closes the connection
+    /// while the body is still being sent would be retried forever.
+    async fn unknown_outcome(&self, label: &str, why: String) -> Attempt {
+        let url = format!(
+            "{}?label={}",
+            self.fe_url(&["api", &self.settings.database, "get_load_state"]),
+            url_query(label)
+        );
+        let state = match self.blocking(move |http| http.get(&url)).await {
+            Ok(r) if r.status == 200 => response::parse_label_state(&r.body).ok(),
+            _ => None,
+        };
+        match state.as_deref() {
+            Some("VISIBLE" | "COMMITTED" | "FINISHED") => {
+                tracing::info!(label, error = %why, "the answer was lost but the label is committed: the load was applied");
+                Attempt::Done
+            }
+            Some("RUNNING" | "PREPARE" | "PREPARED" | "PREPARING") => {
+                self.confirm_label(label, &why).await
+            }
+            _ => Attempt::Retry(why),
+        }
+    }
+
     /// Polls the label until its transaction is final: committed → done, aborted or
     /// unknown → re-send with the same label.
     async fn confirm_label(&self, label: &str, why: &str) -> Attempt {
@@ -466,7 +501,10 @@ impl StarRocksSink {
             match self.blocking(move |http| http.get(&u)).await {
                 Ok(r) if r.status == 200 => match response::parse_label_state(&r.body) {
                     Ok(state) => match state.as_str() {
-                        "VISIBLE" | "COMMITTED" | "FINISHED" => return Attempt::Done,
+                        "VISIBLE" | "COMMITTED" | "FINISHED" => {
+                            tracing::info!(label, %state, why, "label state: the load was applied once");
+                            return Attempt::Done;
+                        }
                         "ABORTED" | "UNKNOWN" | "CANCELLED" => {
                             return Attempt::Retry(format!(
                                 "{why}; label state {state}: re-sending"

@@ -141,10 +141,12 @@ impl<'a> Scenario<'a> {
         run
     }
 
-    /// Waits until everything committed so far is loaded and checkpointed.
+    /// Waits until everything committed so far is loaded and checkpointed (fails
+    /// when the checkpoint stops moving for [`T`]).
     pub async fn caught_up(&self, run: &Running) {
         let target = self.wal_lsn().await;
-        let start = Instant::now();
+        let mut start = Instant::now();
+        let mut last = SharedState::lsn(&run.state().checkpoint_lsn);
         loop {
             let st = run.state();
             if st.stage() == Stage::Failed {
@@ -154,12 +156,17 @@ impl<'a> Scenario<'a> {
                     st.last_error().map(|e| e.message)
                 );
             }
-            if SharedState::lsn(&st.checkpoint_lsn) >= target {
+            let now = SharedState::lsn(&st.checkpoint_lsn);
+            if now >= target {
                 return;
+            }
+            if now > last {
+                last = now;
+                start = Instant::now();
             }
             if start.elapsed() > T {
                 panic!(
-                    "[{}] checkpoint {} did not reach {target}; last error {:?}",
+                    "[{}] checkpoint stuck at {} for {T:?}, short of {target}; last error {:?}",
                     self.name,
                     SharedState::lsn(&st.checkpoint_lsn),
                     st.last_error().map(|e| e.message)

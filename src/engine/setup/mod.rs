@@ -83,6 +83,9 @@ pub async fn run(
         },
     )
     .await?;
+    fail::fail_point!("setup::after_slot", |a| Err(SetupError::Checkpoint {
+        detail: crate::failpoint::hit("setup::after_slot", a),
+    }));
     let checkpoint = match checkpoint {
         Some(cp) => cp,
         None => {

@@ -9,9 +9,12 @@
 //! | S3         | in-process `s3s` over `s3s-fs`, one bucket per server   |
 //! | OTLP       | in-process gRPC collector recording spans and metrics   |
 //!
+//! [`chaos`] builds on them: the crash and fault harness for dbmazz processes.
+//!
 //! Nothing here touches the machine's shared services on the standard ports, and
 //! every process started is stopped by its own pid.
 
+pub mod chaos;
 pub mod compare;
 pub mod dbmazz;
 pub mod mariadb;

@@ -417,12 +417,33 @@ impl PgCluster {
     }
 
     /// Stops the server (the data directory stays for [`PgCluster::start_again`]).
-    pub fn stop(&mut self, mode: StopMode) {
-        if let Some(mut s) = self.server.take() {
-            s.stop_with(match mode {
-                StopMode::Fast => libc::SIGINT,
-                StopMode::Immediate => libc::SIGQUIT,
-            });
+    ///
+    /// A fast shutdown waits for logical walsenders to deliver the WAL they still
+    /// have; a replication client that is not reading (a consumer held back by its
+    /// sink) keeps it waiting. After 30 s the stop becomes an immediate shutdown, as
+    /// an operator would do, and never a SIGKILL of the postmaster alone (its
+    /// children would keep the shared memory and block every restart). Returns false
+    /// when a fast shutdown had to be escalated.
+    pub fn stop(&mut self, mode: StopMode) -> bool {
+        let Some(mut s) = self.server.take() else {
+            return true;
+        };
+        let quit = (libc::SIGQUIT, Duration::from_secs(30));
+        match mode {
+            StopMode::Fast => {
+                let ended_by = s.stop_chain(&[(libc::SIGINT, Duration::from_secs(30)), quit]);
+                if ended_by > 0 {
+                    eprintln!(
+                        "postgres:{}: fast shutdown did not finish in 30 s; used immediate",
+                        self.port
+                    );
+                }
+                ended_by == 0
+            }
+            StopMode::Immediate => {
+                s.stop_chain(&[quit]);
+                true
+            }
         }
     }
 
@@ -450,6 +471,13 @@ impl PgCluster {
     pub fn restart(&mut self, mode: StopMode) -> Result<(), ServiceError> {
         self.stop(mode);
         self.start_again()
+    }
+
+    /// Like [`PgCluster::restart`]; the flag is false when a fast shutdown had to be
+    /// escalated to an immediate one.
+    pub fn restart_checked(&mut self, mode: StopMode) -> Result<bool, ServiceError> {
+        let clean = self.stop(mode);
+        self.start_again().map(|()| clean)
     }
 
     /// Postmaster pid while running.

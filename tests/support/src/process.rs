@@ -192,6 +192,31 @@ impl ChildGuard {
         let _ = child.wait();
     }
 
+    /// Sends each `(signal, grace)` in turn until the child exits, SIGKILL last.
+    /// Returns the index of the signal that ended it (`steps.len()` for SIGKILL).
+    pub fn stop_chain(&mut self, steps: &[(libc::c_int, Duration)]) -> usize {
+        let Some(mut child) = self.child.take() else {
+            return 0;
+        };
+        for (i, (sig, grace)) in steps.iter().enumerate() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return i;
+            }
+            signal(child.id(), *sig);
+            let deadline = Instant::now() + *grace;
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return i;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        eprintln!("{} did not stop; killing", self.name);
+        let _ = child.kill();
+        let _ = child.wait();
+        steps.len()
+    }
+
     /// Stops the child with its configured signal.
     pub fn stop(&mut self) {
         self.stop_with(self.stop_signal);

@@ -148,7 +148,13 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     println!("dbmazz demo: PostgreSQL → dbmazz → StarRocks Stream Load (emulator on MariaDB)\n");
     print!("starting a throw-away PostgreSQL, MariaDB and the StarRocks emulator… ");
     std::io::stdout().flush()?;
-    let stack = Stack::start(PgConfig::default(), false).await?;
+    // An idle walsender reports its position in keepalives every wal_sender_timeout/2;
+    // a shorter timeout lets the final catch-up check see the slot confirmed sooner.
+    let stack = Stack::start(
+        PgConfig::default().setting("wal_sender_timeout", "10s"),
+        false,
+    )
+    .await?;
     println!("ok");
     let pg = stack.pg().await?;
     pg.batch_execute(SOURCE_DDL).await?;
@@ -231,17 +237,35 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     }
     let total = written.load(Ordering::Relaxed);
     println!("\n\nworkload done: {total} row changes. Waiting for dbmazz to catch up…");
+    // Everything written so far lies below this position; once dbmazz has confirmed
+    // it, every transaction of the workload is loaded and checkpointed (the slot is
+    // only ever confirmed up to a checkpoint). A drain before that would stop reading
+    // and leave the rest for the next start.
+    let target: String = pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await?
+        .get(0);
     let catch_up = Instant::now();
     loop {
-        let lag = stack.slot_lag(&pg, SLOT).await?.unwrap_or(i64::MAX);
-        // Only the idle position remains once everything is loaded.
-        if lag < 64 * 1024
-            || catch_up.elapsed() > Duration::from_secs(120)
-            || interrupted.load(Ordering::Relaxed)
-        {
+        let done: Option<bool> = pg
+            .query_opt(
+                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
+                 WHERE slot_name = $2",
+                &[&target, &SLOT],
+            )
+            .await?
+            .and_then(|r| r.get(0));
+        if done == Some(true) || interrupted.load(Ordering::Relaxed) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if catch_up.elapsed() > Duration::from_secs(180) {
+            return Err(format!(
+                "dbmazz did not confirm {target} within 3 minutes:\n{}",
+                dbmazz.log()
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
         "caught up in {:.1} s; stopping dbmazz with SIGTERM (drain)…",
@@ -279,6 +303,14 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
         }
     }
     let _ = sink.disconnect().await;
+    if !ok {
+        // Keep what dbmazz said for whoever investigates the difference.
+        let path = std::env::temp_dir().join(format!("dbmazz-demo-{}.log", std::process::id()));
+        match std::fs::write(&path, dbmazz.log()) {
+            Ok(()) => println!("\ndbmazz's log (last 64 KiB): {}", path.display()),
+            Err(e) => println!("\ncannot save dbmazz's log to {}: {e}", path.display()),
+        }
+    }
     Ok(ok)
 }
 
