@@ -76,3 +76,12 @@ semantics-long: ## Randomized differential test, thousands of transactions per s
 	@for i in $$(seq 1 $(if $(DBMAZZ_TEST_SEED),1,$(SEMANTICS_SEEDS))); do \
 	  DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture || exit 1; \
 	done
+
+SOAK_SECS ?= 1800
+SOAK_KILL_EVERY_SECS ?= 30
+SOAK_BACKEND ?= postgres
+
+soak: deps ## 30-minute fleet soak: 3 workers, 4 jobs, a random worker killed every ~30 s (SOAK_BACKEND=postgres|redis)
+	DBMAZZ_SOAK_SECS=$(SOAK_SECS) DBMAZZ_SOAK_KILL_EVERY_SECS=$(SOAK_KILL_EVERY_SECS) \
+	  DBMAZZ_SOAK_BACKEND=$(SOAK_BACKEND) \
+	  $(CARGO) nextest run --locked -p dbmazz --test soak --profile soak --no-capture
