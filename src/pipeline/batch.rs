@@ -528,14 +528,17 @@ pub struct Transaction {
     pub bytes: usize,
 }
 
+/// Fixtures shared by the unit tests of the pipeline and the sink: a text table
+/// `public.t (id key, a, big)` and tuples built from literals.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
     use crate::pipeline::schema_cache::{ColumnSchema, TableSpec};
     use crate::source::message::{ColumnRef, ReplicaIdentity};
     use bytes::Bytes;
 
-    fn schema() -> Arc<TableSchema> {
+    /// The table `public.t (id text key, a text, big text)`.
+    pub(crate) fn schema() -> Arc<TableSchema> {
         let col = |n: &str, identity| ColumnSchema {
             name: n.into(),
             type_oid: 25,
@@ -559,7 +562,7 @@ mod tests {
     }
 
     /// Builds a tuple from `Some(text)` / `None` (NULL) / `Some("\u{1}u")` (unchanged TOAST).
-    fn tuple(vals: &[Option<&str>]) -> TupleData {
+    pub(crate) fn tuple(vals: &[Option<&str>]) -> TupleData {
         let mut buf = Vec::new();
         let mut cols = SmallVec::new();
         for v in vals {
@@ -577,6 +580,12 @@ mod tests {
         *t.columns_mut() = cols;
         t
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{schema, tuple};
+    use super::*;
 
     const U: Option<&str> = Some("\u{1}u");
 
