@@ -11,9 +11,11 @@ CARGO ?= cargo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
+DEMO_SECONDS ?= 60
+
 demo: deps ## Run dbmazz end to end on a throw-away setup (PostgreSQL, emulator, workload, check)
 	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
-	target/release/dbmazz-demo
+	target/release/dbmazz demo --seconds $(DEMO_SECONDS)
 
 test: deps fmt-check clippy nextest ## Install missing deps, check formatting and lints, run every test
 

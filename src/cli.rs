@@ -88,6 +88,22 @@ pub enum Command {
     /// Exit 0 only when the worker (or --job) is SERVING; for container health
     /// checks.
     Healthcheck(grpc::commands::HealthcheckArgs),
+    /// Run the demo: throw-away PostgreSQL, MariaDB and StarRocks emulator, a
+    /// generated shop workload with live progress, then a row-by-row comparison.
+    ///
+    /// Starts `dbmazz-demo`, which is built beside this binary by `make demo` (it
+    /// carries the test equipment, which the dbmazz binary itself never links).
+    /// Everything it starts is removed afterwards, also on Ctrl-C. Exits 0 when
+    /// source and sink match.
+    Demo(DemoArgs),
+}
+
+/// Arguments of `dbmazz demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// How long the workload runs, in seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
 }
 
 /// Arguments of `dbmazz check`.
@@ -117,6 +133,41 @@ pub fn main() -> ExitCode {
         Command::Drain(args) => control(ControlAction::Drain, &args),
         Command::Stop(args) => control(ControlAction::Stop, &args),
         Command::Healthcheck(args) => grpc::commands::block_on(grpc::commands::healthcheck(&args)),
+        Command::Demo(args) => demo(&args),
+    }
+}
+
+/// `dbmazz demo`: runs the `dbmazz-demo` binary found beside this one, which in
+/// turn starts this binary as `dbmazz run`.
+fn demo(args: &DemoArgs) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("dbmazz demo: cannot locate the dbmazz binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let demo = exe.with_file_name("dbmazz-demo");
+    if !demo.is_file() {
+        eprintln!(
+            "dbmazz demo: {} not found. The demo ships with the source tree: run `make demo` \
+             (or `cargo build --release -p dbmazz -p dbmazz-tools`) and start \
+             target/release/dbmazz demo.",
+            demo.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    match std::process::Command::new(&demo)
+        .env("DEMO_SECONDS", args.seconds.to_string())
+        .env("DBMAZZ_BIN", &exe)
+        .status()
+    {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("dbmazz demo: cannot start {}: {e}", demo.display());
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -207,3 +207,21 @@ fn version_is_printed() {
         text(&out.stdout)
     );
 }
+
+/// `dbmazz demo` without the demo binary beside it says how to get it and exits 2.
+#[test]
+fn demo_without_its_binary_explains_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lone = dir.path().join("dbmazz");
+    std::fs::copy(env!("CARGO_BIN_EXE_dbmazz"), &lone).expect("copy the binary");
+    let out = Command::new(&lone)
+        .args(["demo", "--seconds", "1"])
+        .output()
+        .expect("run dbmazz demo");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("dbmazz-demo") && err.contains("make demo"),
+        "{err}"
+    );
+}
