@@ -211,3 +211,21 @@ pub fn human_bytes(b: u64) -> String {
         format!("{b} B")
     }
 }
+
+/// The slot's `confirmed_flush_lsn` as a number (0 when the slot has none yet).
+pub async fn confirmed_lsn(pg: &tokio_postgres::Client, slot: &str) -> Result<u64, Error> {
+    let v: Option<String> = pg
+        .query_one(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .get(0);
+    Ok(parse_lsn(v.as_deref().unwrap_or("0/0")))
+}
+
+/// Parses PostgreSQL's `X/Y` LSN text (0 when it is not one).
+pub fn parse_lsn(s: &str) -> u64 {
+    let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
+    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
+}

@@ -15,27 +15,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dbmazz_testkit::PgConfig;
-use dbmazz_tools::{human_bytes, proc_usage, spawn_dbmazz, Error, ProcUsage, Stack, DB};
+use dbmazz_tools::{
+    confirmed_lsn, human_bytes, parse_lsn, proc_usage, spawn_dbmazz, Error, ProcUsage, Stack, DB,
+};
 use mysql_async::prelude::Queryable;
 use sonic_rs::JsonValueTrait;
 
 const CHUNK: i64 = 10_000;
-
-async fn confirmed(pg: &tokio_postgres::Client, slot: &str) -> Result<u64, Error> {
-    let v: Option<String> = pg
-        .query_one(
-            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await?
-        .get(0);
-    Ok(parse_lsn(v.as_deref().unwrap_or("0/0")))
-}
-
-fn parse_lsn(s: &str) -> u64 {
-    let (hi, lo) = s.split_once('/').unwrap_or(("0", "0"));
-    (u64::from_str_radix(hi, 16).unwrap_or(0) << 32) | u64::from_str_radix(lo, 16).unwrap_or(0)
-}
 
 async fn run(rows: i64) -> Result<(), Error> {
     let pg_cfg = PgConfig::default()
@@ -118,7 +104,7 @@ async fn run(rows: i64) -> Result<(), Error> {
             usage = u;
             peak.peak_rss_bytes = peak.peak_rss_bytes.max(u.peak_rss_bytes);
         }
-        if confirmed(&pg, "bench_dbmazz").await? >= target {
+        if confirmed_lsn(&pg, "bench_dbmazz").await? >= target {
             break;
         }
         if let Some(s) = p.try_status() {

@@ -247,15 +247,9 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
         .get(0);
     let catch_up = Instant::now();
     loop {
-        let done: Option<bool> = pg
-            .query_opt(
-                "SELECT confirmed_flush_lsn >= $1::text::pg_lsn FROM pg_replication_slots \
-                 WHERE slot_name = $2",
-                &[&target, &SLOT],
-            )
-            .await?
-            .and_then(|r| r.get(0));
-        if done == Some(true) || interrupted.load(Ordering::Relaxed) {
+        if dbmazz_tools::confirmed_lsn(&pg, SLOT).await? >= dbmazz_tools::parse_lsn(&target)
+            || interrupted.load(Ordering::Relaxed)
+        {
             break;
         }
         if catch_up.elapsed() > Duration::from_secs(180) {
