@@ -25,15 +25,14 @@ mod deploy_util;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::Value;
 
 use deploy_util::dockerfile::{exec_form, Dockerfile};
 use deploy_util::{
-    assert_no_problems, check_all_secret, check_cli_command, check_env_names, check_kill_delay,
-    check_no_plain_secrets, default_shutdown_timeout_ms, duration_secs, health_check_args, read,
-    rel, repo, tf_files, IMAGE_BINARY,
+    assert_no_problems, assert_reported, check_cli_command, check_dbmazz_runs, check_env_names,
+    check_kill_delay, check_plain_env, check_secret_env, default_shutdown_timeout_ms,
+    duration_secs, health_check_args, read, rel, repo, tf_files, IMAGE_BINARY,
 };
 use deploy_util::{compose, hcl};
 
@@ -62,6 +61,17 @@ fn object_keys<'a>(v: &'a Value, what: &str) -> Vec<&'a str> {
         .unwrap_or_else(|| panic!("{what} is not a literal object: {v}"))
         .keys()
         .map(String::as_str)
+        .collect()
+}
+
+/// The bodies of the `resource "<ty>" "…"` blocks of a unit.
+fn resources_of_type(files: &BTreeMap<PathBuf, Value>, ty: &str) -> Vec<Value> {
+    let prefix = format!("{ty}.");
+    files
+        .values()
+        .flat_map(|f| hcl::resources(f, "resource"))
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .map(|(_, b)| b.clone())
         .collect()
 }
 
@@ -179,14 +189,8 @@ fn dockerfile_problems(text: &str) -> Vec<String> {
         None => p.push("Dockerfile: no HEALTHCHECK".to_owned()),
     }
     let env = d.env_names();
-    p.extend(check_env_names(
-        "Dockerfile ENV",
-        env.iter().map(String::as_str),
-    ));
-    p.extend(check_no_plain_secrets(
-        "Dockerfile ENV",
-        env.iter().map(String::as_str),
-    ));
+    let env: Vec<&str> = env.iter().map(String::as_str).collect();
+    p.extend(check_plain_env("Dockerfile ENV", &env));
     p
 }
 
@@ -323,23 +327,7 @@ fn dbmazz_check(
             (k.clone(), v)
         })
         .collect();
-    let out = match Command::new(env!("CARGO_BIN_EXE_dbmazz"))
-        .arg("check")
-        .env_clear()
-        .envs(env)
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => return vec![format!("{what}: cannot run dbmazz check: {e}")],
-    };
-    if out.status.success() {
-        Vec::new()
-    } else {
-        vec![format!(
-            "{what}: `dbmazz check` rejects the worker's environment:\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )]
-    }
+    check_dbmazz_runs(what, &["check".to_owned()], &env)
 }
 
 #[test]
@@ -361,22 +349,11 @@ fn ecs_module_problems(files: &BTreeMap<PathBuf, Value>) -> Vec<String> {
 
     let environment = object_keys(get("environment"), "local.environment");
     let secrets = object_keys(get("secrets"), "local.secrets");
-    p.extend(check_env_names(
+    p.extend(check_plain_env(
         &format!("{what}.environment"),
-        environment.iter().copied(),
+        &environment,
     ));
-    p.extend(check_no_plain_secrets(
-        &format!("{what}.environment"),
-        environment.iter().copied(),
-    ));
-    p.extend(check_env_names(
-        &format!("{what}.secrets"),
-        secrets.iter().copied(),
-    ));
-    p.extend(check_all_secret(
-        &format!("{what}.secrets"),
-        secrets.iter().copied(),
-    ));
+    p.extend(check_secret_env(&format!("{what}.secrets"), &secrets));
 
     // The container definition is built from those locals (so the names above are the
     // names the task definition sets).
@@ -408,14 +385,8 @@ fn ecs_module_problems(files: &BTreeMap<PathBuf, Value>) -> Vec<String> {
             "{what}.container_secrets is not built from local.secrets"
         ));
     }
-    let task_defs: Vec<(String, Value)> = files
-        .values()
-        .flat_map(|f| hcl::resources(f, "resource"))
-        .filter(|(n, _)| n.starts_with("aws_ecs_task_definition."))
-        .map(|(n, b)| (n, b.clone()))
-        .collect();
-    match task_defs.as_slice() {
-        [(_, td)] if td["container_definitions"]
+    match resources_of_type(files, "aws_ecs_task_definition").as_slice() {
+        [td] if td["container_definitions"]
             .as_str()
             .is_some_and(|s| s.contains("local.container")) => {}
         _ => p.push(format!(
@@ -438,12 +409,8 @@ fn ecs_module_problems(files: &BTreeMap<PathBuf, Value>) -> Vec<String> {
     }
 
     let vars = hcl::variables(files);
-    let stop = hcl::default_of(&vars, "stop_timeout_seconds")
-        .as_f64()
-        .unwrap_or(0.0);
-    let shutdown = hcl::default_of(&vars, "shutdown_timeout_ms")
-        .as_f64()
-        .unwrap_or(0.0);
+    let stop = hcl::default_number(&vars, "stop_timeout_seconds");
+    let shutdown = hcl::default_number(&vars, "shutdown_timeout_ms");
     p.extend(check_kill_delay(
         &format!("{ECS_MODULE} defaults"),
         stop,
@@ -462,35 +429,34 @@ fn ecs_module_sets_only_what_dbmazz_reads() {
     assert_no_problems(&ecs_module_problems(&parse_dir(ECS_MODULE)));
 }
 
-#[test]
-fn ecs_example_calls_the_module_as_declared() {
-    let module = parse_dir(ECS_MODULE);
-    let example = parse_dir(ECS_EXAMPLE);
-    let vars = hcl::variables(&module);
-    let call = module_call(&example, ECS_EXAMPLE);
-    let mut p = hcl::check_variables(ECS_EXAMPLE, &example);
-    p.extend(hcl::check_module_call(
-        &format!("{ECS_EXAMPLE} module"),
-        &call,
-        &vars,
-    ));
+/// Problems of an example: its own variables, its call of the module (arguments, kill
+/// delay named `kill_var`), and the environment it adds (`extra_environment`).
+fn example_problems(module_dir: &str, example_dir: &str, kill_var: &str) -> Vec<String> {
+    let vars = hcl::variables(&parse_dir(module_dir));
+    let example = parse_dir(example_dir);
+    let call = module_call(&example, example_dir);
+    let what = format!("{example_dir} module");
+    let mut p = hcl::check_variables(example_dir, &example);
+    p.extend(hcl::check_module_call(&what, &call, &vars));
     if let Some(extra) = call.get("extra_environment") {
         let names = object_keys(extra, "extra_environment");
-        p.extend(check_env_names(
-            &format!("{ECS_EXAMPLE} extra_environment"),
-            names.iter().copied(),
-        ));
-        p.extend(check_no_plain_secrets(
-            &format!("{ECS_EXAMPLE} extra_environment"),
-            names.iter().copied(),
-        ));
+        p.extend(check_plain_env(&what, &names));
     }
     p.extend(check_kill_delay(
-        &format!("{ECS_EXAMPLE} module"),
-        hcl::effective_number(&call, &vars, "stop_timeout_seconds"),
+        &what,
+        hcl::effective_number(&call, &vars, kill_var),
         hcl::effective_number(&call, &vars, "shutdown_timeout_ms"),
     ));
-    assert_no_problems(&p);
+    p
+}
+
+#[test]
+fn ecs_example_calls_the_module_as_declared() {
+    assert_no_problems(&example_problems(
+        ECS_MODULE,
+        ECS_EXAMPLE,
+        "stop_timeout_seconds",
+    ));
 }
 
 // ---- Nomad ---------------------------------------------------------------------------
@@ -509,14 +475,7 @@ fn nomad_jobspec_problems(jobspec: &Value) -> Vec<String> {
 
     let env = &task["env"][0];
     let env_names = object_keys(env, "task env");
-    p.extend(check_env_names(
-        &format!("{JOBSPEC} env"),
-        env_names.iter().copied(),
-    ));
-    p.extend(check_no_plain_secrets(
-        &format!("{JOBSPEC} env"),
-        env_names.iter().copied(),
-    ));
+    p.extend(check_plain_env(&format!("{JOBSPEC} env"), &env_names));
     let templates = task["template"].as_array().cloned().unwrap_or_default();
     let env_templates: Vec<&Value> = templates
         .iter()
@@ -530,8 +489,8 @@ fn nomad_jobspec_problems(jobspec: &Value) -> Vec<String> {
     for t in env_templates {
         let names = hcl::template_env_names(t["data"].as_str().unwrap_or_default());
         let what = format!("{JOBSPEC} template {}", t["destination"]);
-        p.extend(check_env_names(&what, names.iter().map(String::as_str)));
-        p.extend(check_all_secret(&what, names.iter().map(String::as_str)));
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        p.extend(check_secret_env(&what, &names));
         if !t["destination"]
             .as_str()
             .unwrap_or_default()
@@ -572,9 +531,7 @@ fn nomad_jobspec_problems(jobspec: &Value) -> Vec<String> {
             .unwrap_or_default(),
     )
     .unwrap_or(0.0);
-    let shutdown = hcl::default_of(&vars, "shutdown_timeout_ms")
-        .as_f64()
-        .unwrap_or(0.0);
+    let shutdown = hcl::default_number(&vars, "shutdown_timeout_ms");
     p.extend(check_kill_delay(
         &format!("{JOBSPEC} defaults"),
         kill,
@@ -612,13 +569,8 @@ fn nomad_module_submits_the_jobspec_with_its_variables() {
 
     let module = parse_dir(NOMAD_MODULE);
     p.extend(hcl::check_variables(NOMAD_MODULE, &module));
-    let jobs: Vec<(String, Value)> = module
-        .values()
-        .flat_map(|f| hcl::resources(f, "resource"))
-        .filter(|(n, _)| n.starts_with("nomad_job."))
-        .map(|(n, b)| (n, b.clone()))
-        .collect();
-    let [(_, job)] = jobs.as_slice() else {
+    let jobs = resources_of_type(&module, "nomad_job");
+    let [job] = jobs.as_slice() else {
         panic!("{NOMAD_MODULE}: expected one nomad_job resource");
     };
     if job["jobspec"].as_str() != Some("${file(\"${path.module}/dbmazz.nomad.hcl\")}") {
@@ -662,12 +614,8 @@ fn nomad_module_submits_the_jobspec_with_its_variables() {
             }
         }
     }
-    let kill = hcl::default_of(&module_vars, "kill_timeout_seconds")
-        .as_f64()
-        .unwrap_or(0.0);
-    let shutdown = hcl::default_of(&module_vars, "shutdown_timeout_ms")
-        .as_f64()
-        .unwrap_or(0.0);
+    let kill = hcl::default_number(&module_vars, "kill_timeout_seconds");
+    let shutdown = hcl::default_number(&module_vars, "shutdown_timeout_ms");
     p.extend(check_kill_delay(
         &format!("{NOMAD_MODULE} defaults"),
         kill,
@@ -678,22 +626,11 @@ fn nomad_module_submits_the_jobspec_with_its_variables() {
 
 #[test]
 fn nomad_example_calls_the_module_as_declared() {
-    let module = parse_dir(NOMAD_MODULE);
-    let example = parse_dir(NOMAD_EXAMPLE);
-    let vars = hcl::variables(&module);
-    let call = module_call(&example, NOMAD_EXAMPLE);
-    let mut p = hcl::check_variables(NOMAD_EXAMPLE, &example);
-    p.extend(hcl::check_module_call(
-        &format!("{NOMAD_EXAMPLE} module"),
-        &call,
-        &vars,
+    assert_no_problems(&example_problems(
+        NOMAD_MODULE,
+        NOMAD_EXAMPLE,
+        "kill_timeout_seconds",
     ));
-    p.extend(check_kill_delay(
-        &format!("{NOMAD_EXAMPLE} module"),
-        hcl::effective_number(&call, &vars, "kill_timeout_seconds"),
-        hcl::effective_number(&call, &vars, "shutdown_timeout_ms"),
-    ));
-    assert_no_problems(&p);
 }
 
 // ---- every HCL file ------------------------------------------------------------------
@@ -736,32 +673,23 @@ fn every_hcl_file_parses() {
 fn a_misspelt_variable_in_the_compose_file_fails() {
     let text = read(COMPOSE).replace("DBMAZZ_LEASE_TTL_MS:", "DBMAZZ_LEASE_TTL:");
     let p = compose_problems(&text);
-    assert!(
-        p.iter()
-            .any(|m| m.contains("sets DBMAZZ_LEASE_TTL, which dbmazz does not read")),
-        "{p:#?}"
-    );
+    assert_reported(&p, "sets DBMAZZ_LEASE_TTL, which dbmazz does not read");
 }
 
 #[test]
 fn a_compose_worker_the_configuration_rejects_fails() {
     let text = read(COMPOSE).replace("DBMAZZ_LEASE_BACKEND: redis", "DBMAZZ_LEASE_BACKEND: etcd");
     let p = compose_problems(&text);
-    assert!(
-        p.iter()
-            .any(|m| m.contains("`dbmazz check` rejects") && m.contains("DBMAZZ_LEASE_BACKEND")),
-        "{p:#?}"
-    );
+    assert_reported(&p, "`dbmazz check` exits Some(2)");
+    assert_reported(&p, "DBMAZZ_LEASE_BACKEND");
 }
 
 #[test]
 fn a_short_stop_grace_period_fails() {
     let text = read(COMPOSE).replace("stop_grace_period: 40s", "stop_grace_period: 20s");
-    let p = compose_problems(&text);
-    assert!(
-        p.iter()
-            .any(|m| m.contains("does not exceed the drain deadline")),
-        "{p:#?}"
+    assert_reported(
+        &compose_problems(&text),
+        "does not exceed the drain deadline",
     );
 }
 
@@ -771,11 +699,9 @@ fn a_health_check_the_cli_lacks_fails() {
         "CMD [\"/usr/local/bin/dbmazz\", \"healthcheck\"]",
         "CMD [\"/usr/local/bin/dbmazz\", \"health\"]",
     );
-    let p = dockerfile_problems(&text);
-    assert!(
-        p.iter()
-            .any(|m| m.contains("`dbmazz health --help` exits Some(2)")),
-        "{p:#?}"
+    assert_reported(
+        &dockerfile_problems(&text),
+        "`dbmazz health --help` exits Some(2)",
     );
     assert!(check_cli_command("t", &["healthcheck".to_owned()]).is_empty());
 }
@@ -786,14 +712,8 @@ fn a_root_image_or_a_stale_version_label_fails() {
         .replace("USER 10001:10001", "USER root")
         .replace("ARG VERSION=", "ARG VERSION=9.9.9-");
     let p = dockerfile_problems(&text);
-    assert!(
-        p.iter().any(|m| m.contains("not a non-root user")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter().any(|m| m.contains("ARG VERSION defaults to")),
-        "{p:#?}"
-    );
+    assert_reported(&p, "not a non-root user");
+    assert_reported(&p, "ARG VERSION defaults to");
 }
 
 #[test]
@@ -813,21 +733,9 @@ fn a_secret_in_the_task_environment_or_an_unknown_name_fails() {
     );
     env.insert("DBMAZZ_FLUSH_SIZE".into(), Value::String("100".into()));
     let p = ecs_module_problems(&files);
-    assert!(
-        p.iter()
-            .any(|m| m.contains("sets the secret SINK_PASSWORD as a plain value")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter()
-            .any(|m| m.contains("sets DBMAZZ_FLUSH_SIZE, which dbmazz does not read")),
-        "{p:#?}"
-    );
-    assert!(
-        p.iter()
-            .any(|m| m.contains("var.password is used but not declared")),
-        "{p:#?}"
-    );
+    assert_reported(&p, "sets the secret SINK_PASSWORD as a plain value");
+    assert_reported(&p, "sets DBMAZZ_FLUSH_SIZE, which dbmazz does not read");
+    assert_reported(&p, "var.password is used but not declared");
 }
 
 #[test]
@@ -837,12 +745,8 @@ fn an_unlisted_template_variable_or_kill_timeout_below_the_drain_fails() {
         .replace("default     = \"30s\"", "default     = \"15s\"");
     let jobspec = hcl::parse_text(&text).unwrap_or_else(|e| panic!("{e}"));
     let p = nomad_jobspec_problems(&jobspec);
-    assert!(
-        p.iter()
-            .any(|m| m.contains("sets SINK_PASS, which dbmazz does not read")),
-        "{p:#?}"
-    );
-    assert!(p.iter().any(|m| m.contains("kill delay (15 s)")), "{p:#?}");
+    assert_reported(&p, "sets SINK_PASS, which dbmazz does not read");
+    assert_reported(&p, "kill delay (15 s)");
 }
 
 #[test]
@@ -896,12 +800,8 @@ fn a_module_call_with_an_unknown_or_a_missing_argument_fails() {
     args.insert("table".into(), Value::String("public.t".into()));
     let p = hcl::check_module_call("t", &call, &vars);
     assert_eq!(p.len(), 2, "{p:#?}");
-    assert!(p
-        .iter()
-        .any(|m| m.contains("passes \"table\", which the module does not declare")));
-    assert!(p
-        .iter()
-        .any(|m| m.contains("leaves out the required variable \"tables\"")));
+    assert_reported(&p, "passes \"table\", which the module does not declare");
+    assert_reported(&p, "leaves out the required variable \"tables\"");
 }
 
 #[test]

@@ -238,6 +238,13 @@ pub fn default_of<'a>(vars: &'a BTreeMap<String, (PathBuf, Value)>, name: &str) 
         .unwrap_or_else(|| panic!("variable {name:?} has no default"))
 }
 
+/// The numeric default of a declared variable.
+pub fn default_number(vars: &BTreeMap<String, (PathBuf, Value)>, name: &str) -> f64 {
+    default_of(vars, name)
+        .as_f64()
+        .unwrap_or_else(|| panic!("variable {name:?} has no numeric default"))
+}
+
 /// The value a module call gives `name`: the literal argument, else the module's default.
 pub fn effective_number(
     call: &Value,

@@ -97,13 +97,29 @@ pub fn check_all_secret<'a>(what: &str, names: impl IntoIterator<Item = &'a str>
         .collect()
 }
 
-/// Runs `dbmazz ARGS --help` with the binary under test: a subcommand the CLI does not
-/// have fails (exit 2).
-pub fn check_cli_command(what: &str, args: &[String]) -> Vec<String> {
+/// Problems with names set as plain values: each must be read by dbmazz and none may be
+/// a secret.
+pub fn check_plain_env(what: &str, names: &[&str]) -> Vec<String> {
+    let mut p = check_env_names(what, names.iter().copied());
+    p.extend(check_no_plain_secrets(what, names.iter().copied()));
+    p
+}
+
+/// Problems with names injected from a secret store: each must be read by dbmazz and be
+/// a secret.
+pub fn check_secret_env(what: &str, names: &[&str]) -> Vec<String> {
+    let mut p = check_env_names(what, names.iter().copied());
+    p.extend(check_all_secret(what, names.iter().copied()));
+    p
+}
+
+/// Runs the dbmazz binary under test with `args` and only the environment `env`;
+/// a problem when it does not exit 0, with what it wrote on stderr.
+pub fn check_dbmazz_runs(what: &str, args: &[String], env: &[(String, String)]) -> Vec<String> {
     let out = match Command::new(env!("CARGO_BIN_EXE_dbmazz"))
         .args(args)
-        .arg("--help")
         .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
     {
         Ok(o) => o,
@@ -113,12 +129,27 @@ pub fn check_cli_command(what: &str, args: &[String]) -> Vec<String> {
         Vec::new()
     } else {
         vec![format!(
-            "{what}: `dbmazz {} --help` exits {:?}: {}",
+            "{what}: `dbmazz {}` exits {:?}: {}",
             args.join(" "),
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).trim()
         )]
     }
+}
+
+/// Runs `dbmazz ARGS --help`: a subcommand the CLI does not have fails (exit 2).
+pub fn check_cli_command(what: &str, args: &[String]) -> Vec<String> {
+    let mut with_help = args.to_vec();
+    with_help.push("--help".to_owned());
+    check_dbmazz_runs(what, &with_help, &[])
+}
+
+/// Panics unless one of `problems` contains `needle` (the checks' own tests).
+pub fn assert_reported(problems: &[String], needle: &str) {
+    assert!(
+        problems.iter().any(|p| p.contains(needle)),
+        "no problem mentions {needle:?}; found {problems:#?}"
+    );
 }
 
 /// Where the image installs the binary; every command that names it must use this path.
