@@ -94,8 +94,9 @@ resource "aws_security_group" "dbmazz" {
   vpc_id      = var.vpc_id
   tags        = merge(var.tags, { Name = var.name })
 
+  # No rule without a source: with no clients given, nothing reaches the ports.
   dynamic "ingress" {
-    for_each = { grpc = var.grpc_port, metrics = var.metrics_port }
+    for_each = length(var.client_cidr_blocks) + length(var.client_security_group_ids) > 0 ? { grpc = var.grpc_port, metrics = var.metrics_port } : {}
     content {
       description     = "dbmazz ${ingress.key} from operators and scrapers"
       from_port       = ingress.value
