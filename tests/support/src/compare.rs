@@ -119,6 +119,41 @@ pub async fn sink_rows(
         .collect())
 }
 
+/// The condition that keeps the live (not soft-deleted) rows of a sink table.
+pub const LIVE: &str = "NOT COALESCE(dbmazz_is_deleted, FALSE)";
+
+/// `public.<table>` at the source and the live rows of its sink copy, normalised and
+/// both in `order_by` order: `(source, sink)`.
+pub async fn live_rows(
+    pg: &tokio_postgres::Client,
+    sink: &mysql_async::Pool,
+    table: &str,
+    order_by: &[&str],
+) -> Result<(Vec<NormRow>, Vec<NormRow>), String> {
+    let cols = source_columns(pg, "public", table)
+        .await
+        .map_err(|e| format!("columns of {table}: {e}"))?;
+    let src = source_rows(pg, "public", table, &cols, order_by)
+        .await
+        .map_err(|e| format!("source rows of {table}: {e}"))?;
+    let dst = sink_rows(sink, table, &cols, order_by, LIVE)
+        .await
+        .map_err(|e| format!("sink rows of {table}: {e}"))?;
+    Ok((src, dst))
+}
+
+/// [`describe_diff`] of [`live_rows`]: `None` when the live sink rows equal the
+/// source rows value by value.
+pub async fn live_diff(
+    pg: &tokio_postgres::Client,
+    sink: &mysql_async::Pool,
+    table: &str,
+    order_by: &[&str],
+) -> Result<Option<String>, String> {
+    let (src, dst) = live_rows(pg, sink, table, order_by).await?;
+    Ok(describe_diff(table, &src, &dst))
+}
+
 /// A readable description of the first differences, or `None` when equal.
 pub fn describe_diff(table: &str, src: &[NormRow], sink: &[NormRow]) -> Option<String> {
     if src == sink {
