@@ -77,10 +77,14 @@ async fn status_pause_resume_drain_and_healthcheck_against_dbmazz_run() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // How long this pipeline takes to deliver a write when it runs: the yardstick
+    // for watching the sink while it is paused below.
+    let written = Instant::now();
     stack
         .source_sql("INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g")
         .await;
     stack.wait_equal("t", &["id"], T).await;
+    let delivery = written.elapsed();
     let (code, out, err) = dbmazz(&["status"], &client);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(JOB) && out.contains("CDC"), "{out}");
@@ -126,12 +130,21 @@ async fn status_pause_resume_drain_and_healthcheck_against_dbmazz_run() {
     stack
         .source_sql("INSERT INTO t SELECT g, 'w' FROM generate_series(1001, 1500) g")
         .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        sink_count(&stack).await,
-        1000,
-        "paused: the sink does not move"
-    );
+    // The rows written while paused are in dbmazz's hands: its replication
+    // connection read them and said so to PostgreSQL. From there a running pipeline
+    // loads them within `delivery`; a paused one must not, for three times as long.
+    let end = stack.wal_lsn().await;
+    stack.wait_received(SLOT, &end, T).await;
+    let watch = (delivery * 3).max(Duration::from_secs(1));
+    let watching = Instant::now();
+    while watching.elapsed() < watch {
+        assert_eq!(
+            sink_count(&stack).await,
+            1000,
+            "paused, with the rows received: the sink must not move"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (code, _, _) = dbmazz(&["healthcheck"], &client);
     assert_eq!(code, 0, "paused on purpose is healthy");
     let (code, out, err) = dbmazz(&["resume"], &with_token);

@@ -475,6 +475,55 @@ impl Stack {
         .flatten()
         .and_then(|r| r.get(0))
     }
+
+    /// `pg_current_wal_lsn()` of the source, as text.
+    ///
+    /// # Panics
+    /// When the source cannot be reached.
+    pub async fn wal_lsn(&self) -> String {
+        self.pg()
+            .await
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .expect("pg_current_wal_lsn")
+            .get(0)
+    }
+
+    /// Waits until the consumer of `slot` has told PostgreSQL that it received the
+    /// WAL up to `lsn` (`write_lsn` of the walsender serving the slot, which dbmazz
+    /// reports from what its replication connection read off the wire).
+    ///
+    /// # Panics
+    /// When that does not happen within `timeout`.
+    pub async fn wait_received(&self, slot: &str, lsn: &str, timeout: Duration) {
+        let c = self.pg().await;
+        let start = Instant::now();
+        loop {
+            let row = c
+                .query_opt(
+                    "SELECT r.write_lsn::text, r.write_lsn >= $2::text::pg_lsn \
+                     FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid \
+                     WHERE s.slot_name = $1",
+                    &[&slot, &lsn],
+                )
+                .await
+                .expect("pg_stat_replication");
+            let (seen, done) = match row {
+                Some(r) => (r.get::<_, Option<String>>(0), r.get::<_, Option<bool>>(1)),
+                None => (None, None),
+            };
+            if done == Some(true) {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "the consumer of slot {slot} reported WAL received up to {seen:?}, not {lsn}, \
+                     within {timeout:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Sets `key` in an environment list, replacing an earlier value.
