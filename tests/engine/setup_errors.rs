@@ -51,15 +51,6 @@ async fn expect_retrying(settings: EngineSettings, fragments: &[&str]) {
     }
 }
 
-async fn with_table(stack: &Stack) {
-    stack
-        .source_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await;
-    stack
-        .sink_sql("CREATE TABLE t (id INT PRIMARY KEY, v LONGTEXT)")
-        .await;
-}
-
 fn url_for_role(stack: &Stack, role: &str) -> String {
     format!(
         "postgres://{role}@127.0.0.1:{}/{SOURCE_DB}",
@@ -90,7 +81,7 @@ async fn pg_wal_level_says_what_to_change() {
     )
     .await
     .expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     expect_blocked(
         stack.engine_settings(&["t"]),
         &["wal_level is 'replica'", "wal_level = logical"],
@@ -101,7 +92,7 @@ async fn pg_wal_level_says_what_to_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_role_without_replication_is_named() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql("CREATE ROLE app LOGIN; GRANT ALL ON t TO app")
         .await;
@@ -113,7 +104,7 @@ async fn pg_role_without_replication_is_named() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_table_not_found_names_the_table() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     expect_blocked(
         stack.engine_settings(&["t", "orders"]),
         &[
@@ -140,7 +131,7 @@ async fn pg_table_without_primary_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_replica_identity_nothing_is_refused_when_kept() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql("ALTER TABLE t REPLICA IDENTITY NOTHING")
         .await;
@@ -152,7 +143,7 @@ async fn pg_replica_identity_nothing_is_refused_when_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_replica_identity_cannot_be_altered_by_a_non_owner() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql("CREATE ROLE repl LOGIN REPLICATION; GRANT ALL ON t TO repl; GRANT CREATE ON DATABASE app TO repl")
         .await;
@@ -171,7 +162,7 @@ async fn pg_replica_identity_cannot_be_altered_by_a_non_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_publication_cannot_be_created_by_a_non_owner() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql(
             "ALTER TABLE t REPLICA IDENTITY FULL;
@@ -193,7 +184,7 @@ async fn pg_publication_cannot_be_created_by_a_non_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_publication_without_truncate_is_refused() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql(
             &format!("CREATE PUBLICATION {PUBLICATION} FOR TABLE t WITH (publish = 'insert, update, delete')"),
@@ -209,7 +200,7 @@ async fn pg_publication_without_truncate_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_slot_with_another_plugin() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql(&format!(
             "SELECT pg_create_logical_replication_slot('{SLOT}', 'test_decoding')"
@@ -225,7 +216,7 @@ async fn pg_slot_with_another_plugin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_slot_of_another_database() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .pg
         .psql(
@@ -250,7 +241,7 @@ async fn pg_invalidated_slot_is_never_recreated() {
     )
     .await
     .expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     let run = Running::start(stack.engine_settings(&["t"]));
     run.wait_stage(Stage::Cdc, T).await;
     run.abort().await;
@@ -294,7 +285,7 @@ async fn pg_invalidated_slot_is_never_recreated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_missing_slot_with_a_checkpoint_is_not_recreated() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     let run = Running::start(stack.engine_settings(&["t"]));
     run.wait_stage(Stage::Cdc, T).await;
     run.drain().await.expect("drain");
@@ -318,7 +309,7 @@ async fn pg_missing_slot_with_a_checkpoint_is_not_recreated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_slot_advanced_behind_dbmazz_is_detected() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     let run = Running::start(stack.engine_settings(&["t"]));
     run.wait_stage(Stage::Cdc, T).await;
     run.drain().await.expect("drain");
@@ -338,7 +329,7 @@ async fn pg_slot_advanced_behind_dbmazz_is_detected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_slot_in_use_by_another_process_is_retried() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql(&format!(
             "SELECT pg_create_logical_replication_slot('{SLOT}', 'pgoutput'); CREATE PUBLICATION {PUBLICATION} FOR TABLE t"
@@ -387,7 +378,7 @@ async fn pg_slot_in_use_by_another_process_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_of_another_slot_is_refused() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     let run = Running::start(stack.engine_settings(&["t"]));
     run.wait_stage(Stage::Cdc, T).await;
     run.drain().await.expect("drain");
@@ -405,7 +396,7 @@ async fn checkpoint_of_another_slot_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sr_connect_names_the_port_and_is_retried() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     let mut s = stack.engine_settings(&["t"]);
     let closed = dbmazz_testkit::free_port();
     s.sink.catalog.port = closed;
@@ -423,7 +414,7 @@ async fn sr_connect_names_the_port_and_is_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sr_database_not_found() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     let mut s = stack.engine_settings(&["t"]);
     s.sink.catalog.database = "nowhere".into();
     s.sink.database = "nowhere".into();
@@ -484,7 +475,7 @@ async fn sr_key_different_from_the_source_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sr_user_without_alter_privilege() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .maria
         .sql(
@@ -506,7 +497,7 @@ async fn pg_query_failure_names_the_step_and_the_server_hint() {
     )
     .await
     .expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack
         .source_sql("SELECT pg_create_logical_replication_slot('someone_else', 'pgoutput')")
         .await;
@@ -523,7 +514,7 @@ async fn pg_query_failure_names_the_step_and_the_server_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_store_without_create_privilege() {
     let stack = Stack::start().await.expect("start the stack");
-    with_table(&stack).await;
+    stack.create_kv_table("t").await;
     stack.source_sql("CREATE ROLE nocreate LOGIN").await;
     let mut s = stack.engine_settings(&["t"]);
     s.checkpoint_url = url_for_role(&stack, "nocreate");

@@ -32,12 +32,7 @@ const METRIC_INTERVAL_MS: u64 = 200;
 async fn run_with_otlp_configured_exports_exactly_what_dbmazz_emits() {
     let collector = OtlpCollector::start().expect("collector");
     let stack = Stack::start().await.expect("start the stack");
-    stack
-        .source_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await;
-    stack
-        .sink_sql("CREATE TABLE t (id INT PRIMARY KEY, v LONGTEXT)")
-        .await;
+    stack.create_kv_table("t").await;
     let mut env = stack.dbmazz_env(&Job::test(&["t"]));
     set_var(&mut env, "OTEL_SERVICE_NAME", "dbmazz-under-test");
     set_var(

@@ -16,12 +16,7 @@ const T: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_overdue_lease_stops_the_pipeline_without_moving_the_checkpoint() {
     let stack = Stack::start().await.expect("start the stack");
-    stack
-        .source_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await;
-    stack
-        .sink_sql("CREATE TABLE t (id INT PRIMARY KEY, v LONGTEXT)")
-        .await;
+    stack.create_kv_table("t").await;
     let mut settings = stack.engine_settings(&["t"]);
     settings.epoch = 7;
     // A lease that is valid for a while; the test then lets it run out without a

@@ -25,24 +25,10 @@ fn dbmazz(args: &[&str], env: &[(String, String)]) -> (i32, String, String) {
     )
 }
 
-async fn sink_count(stack: &Stack) -> i64 {
-    use mysql_async::prelude::Queryable;
-    let mut c = stack.sink.get_conn().await.expect("sink");
-    c.query_first("SELECT COUNT(*) FROM t")
-        .await
-        .expect("count")
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn status_pause_resume_drain_and_healthcheck_against_dbmazz_run() {
     let stack = Stack::start().await.expect("start the stack");
-    stack
-        .source_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
-        .await;
-    stack
-        .sink_sql("CREATE TABLE t (id INT PRIMARY KEY, v LONGTEXT)")
-        .await;
+    stack.create_kv_table("t").await;
     let metrics_port = dbmazz_testkit::free_port();
     let mut env = stack.dbmazz_env(&Job::test(&["t"]));
     set_var(
@@ -139,7 +125,7 @@ async fn status_pause_resume_drain_and_healthcheck_against_dbmazz_run() {
     let watching = Instant::now();
     while watching.elapsed() < watch {
         assert_eq!(
-            sink_count(&stack).await,
+            stack.sink_count("t").await,
             1000,
             "paused, with the rows received: the sink must not move"
         );

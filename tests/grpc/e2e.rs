@@ -24,7 +24,6 @@ use dbmazz_testkit::stack::{JOB, SLOT};
 use dbmazz_testkit::{Stack, StackConfig};
 
 use crate::server::{settings, with_token, Server};
-use mysql_async::prelude::Queryable;
 use tonic_health::pb::health_check_response::ServingStatus as Std;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -67,14 +66,6 @@ async fn start_with(stack: &Stack, engine: dbmazz::engine::EngineSettings) -> (R
     )
     .await;
     (run, srv)
-}
-
-async fn sink_count(stack: &Stack) -> i64 {
-    let mut c = stack.sink.get_conn().await.expect("sink");
-    c.query_first("SELECT COUNT(*) FROM orders")
-        .await
-        .expect("count")
-        .unwrap_or(0)
 }
 
 async fn active_pid(stack: &Stack) -> Option<i32> {
@@ -141,7 +132,7 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     let state = run.state().clone();
     let loads_before = state.loads_ok.load(std::sync::atomic::Ordering::Relaxed);
     let checkpoint_before = stack.checkpoint(JOB).await;
-    let count_before = sink_count(&stack).await;
+    let count_before = stack.sink_count("orders").await;
     assert_eq!(count_before, 100);
 
     // Written while paused: nothing reaches the sink, nothing is checkpointed.
@@ -158,7 +149,7 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     while pause_started.elapsed() < Duration::from_secs(14) {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
-            sink_count(&stack).await,
+            stack.sink_count("orders").await,
             count_before,
             "sink moved while paused"
         );
@@ -203,7 +194,7 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     let r = control(&srv, Op::Resume, 10_000).await;
     assert!(r.reached, "{r:?}");
     stack.wait_equal("orders", &["id"], T).await;
-    assert_eq!(sink_count(&stack).await, 400);
+    assert_eq!(stack.sink_count("orders").await, 400);
     run.drain().await.expect("drain");
 }
 
@@ -255,7 +246,7 @@ async fn drain_and_stop_leaves_checkpoint_confirmed_and_last_commit_equal() {
         before < Some(last_commit),
         "checkpoint {before:?} already at the end"
     );
-    assert_eq!(sink_count(&stack).await, 0);
+    assert_eq!(stack.sink_count("orders").await, 0);
 
     let r = control(&srv, Op::Drain, 30_000).await;
     assert!(r.reached, "{r:?}");

@@ -386,6 +386,32 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Creates `name (id int PRIMARY KEY, v text)` at the source and its sink copy
+    /// `(id INT PRIMARY KEY, v LONGTEXT)`: the table of tests that need just one.
+    ///
+    /// # Panics
+    /// When either statement fails.
+    pub async fn create_kv_table(&self, name: &str) {
+        self.source_sql(&format!("CREATE TABLE {name} (id int PRIMARY KEY, v text)"))
+            .await;
+        self.sink_sql(&format!(
+            "CREATE TABLE {name} (id INT PRIMARY KEY, v LONGTEXT)"
+        ))
+        .await;
+    }
+
+    /// Number of rows of a sink table, soft-deleted ones included.
+    ///
+    /// # Panics
+    /// When the sink cannot be read.
+    pub async fn sink_count(&self, table: &str) -> i64 {
+        let mut c = self.sink.get_conn().await.expect("sink connection");
+        c.query_first(format!("SELECT COUNT(*) FROM `{table}`"))
+            .await
+            .unwrap_or_else(|e| panic!("counting {table}: {e}"))
+            .unwrap_or(0)
+    }
+
     /// Installs the emulator's version-regression audit on a sink table.
     ///
     /// # Panics
