@@ -73,13 +73,14 @@ SEMANTICS_TXNS ?= 20000
 SEMANTICS_SEEDS ?= 5
 
 semantics: ## Change-semantics scenario tests (TOAST, keys, deletes, TRUNCATE, schema, types, transactions, bad data, random)
-	$(CARGO) nextest run --locked -p dbmazz -E 'binary(/^semantics_/)'
+	$(CARGO) nextest run --locked -p dbmazz --test semantics
 
 semantics-long: ## Randomized differential test, thousands of transactions per seed (DBMAZZ_TEST_SEED=<seed> replays one)
-	$(CARGO) test --locked -p dbmazz --test semantics_random --no-run
+	$(CARGO) test --locked -p dbmazz --test semantics --no-run
 	# cargo test, not nextest: the suite's 5-minute per-test limit does not apply here.
 	@for i in $$(seq 1 $(if $(DBMAZZ_TEST_SEED),1,$(SEMANTICS_SEEDS))); do \
-	  DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics_random -- --nocapture || exit 1; \
+	  DBMAZZ_SEMANTICS_TXNS=$(SEMANTICS_TXNS) $(CARGO) test --locked -p dbmazz --test semantics \
+	    random::random_transactions_replicate_exactly -- --exact --nocapture || exit 1; \
 	done
 
 SOAK_SECS ?= 1800
@@ -89,4 +90,5 @@ SOAK_BACKEND ?= postgres
 soak: deps ## 30-minute fleet soak: 3 workers, 4 jobs, a random worker killed every ~30 s (SOAK_BACKEND=postgres|redis)
 	DBMAZZ_SOAK_SECS=$(SOAK_SECS) DBMAZZ_SOAK_KILL_EVERY_SECS=$(SOAK_KILL_EVERY_SECS) \
 	  DBMAZZ_SOAK_BACKEND=$(SOAK_BACKEND) \
-	  $(CARGO) nextest run --locked -p dbmazz --test soak --profile soak --no-capture
+	  $(CARGO) nextest run --locked -p dbmazz --test fleet --profile soak --no-capture \
+	  -E 'test(=soak::soak_random_worker_kills_lose_nothing)'

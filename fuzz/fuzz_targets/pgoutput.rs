@@ -1,5 +1,5 @@
 //! Fuzzes the pgoutput parser and the value decoder with real captured streams
-//! as seeds (`fuzz/corpus/pgoutput`, written by `tests/source_capture.rs`).
+//! as seeds (`fuzz/corpus/pgoutput`, written by `tests/source/capture.rs`).
 //!
 //! Input: a sequence of frames, each a 4-byte big-endian length and a payload,
 //! parsed in order by one parser (so stream-block state is exercised); a final

@@ -1,12 +1,11 @@
-//! Shared pieces of the dbmazz demo and benchmark: a throw-away stack (PostgreSQL,
-//! MariaDB, the StarRocks emulator), the `dbmazz` binary as a child process, and
-//! measurements of processes (CPU time, RSS) read from `/proc`.
+//! Shared pieces of the dbmazz demo and benchmark: the testkit's stack (PostgreSQL,
+//! MariaDB, the StarRocks emulator) with the tools' databases, the `dbmazz` binary as
+//! a child process, and measurements of processes (CPU time, RSS) read from `/proc`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dbmazz_testkit::{DbmazzProcess, MariaDb, PgCluster, PgConfig};
-use starrocks_emulator::{Emulator, EmulatorConfig, EmulatorHandle};
+use dbmazz_testkit::{DbmazzProcess, PgConfig, StackConfig};
 
 /// Source database.
 pub const DB: &str = "shop";
@@ -16,72 +15,50 @@ pub const SINK_DB: &str = "analytics";
 /// A boxed error for the tools' top level.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// PostgreSQL + MariaDB + emulator, all private to this run.
+/// The testkit's stack, private to this run, with the tools' databases.
 pub struct Stack {
-    /// Source.
-    pub pg: PgCluster,
-    /// The emulator's storage and the sink's MySQL-protocol side.
-    pub maria: MariaDb,
-    /// The emulator.
-    pub emu: EmulatorHandle,
+    /// PostgreSQL, MariaDB and the emulator.
+    pub services: dbmazz_testkit::Stack,
 }
 
 impl Stack {
     /// Starts everything; `discard` runs the emulator without storing rows.
     pub async fn start(pg: PgConfig, discard: bool) -> Result<Stack, Error> {
-        let pg = PgCluster::start_with(pg)?;
-        pg.create_database(DB)?;
-        let maria = MariaDb::start()?;
-        maria.create_database(SINK_DB)?;
-        let mut cfg = EmulatorConfig::new(format!("mysql://root@127.0.0.1:{}/", maria.port()));
-        cfg.users = vec![("root".into(), String::new())];
-        cfg.discard = discard;
-        let emu = Emulator::start(cfg).await?;
-        Ok(Stack { pg, maria, emu })
+        let config = StackConfig::default()
+            .pg(pg)
+            .databases(DB, SINK_DB)
+            .discard(discard);
+        Ok(Stack {
+            services: dbmazz_testkit::Stack::start_with(config).await?,
+        })
     }
 
-    /// The environment of `dbmazz run` replicating `tables` into the sink.
+    /// The environment of `dbmazz run` replicating `tables` into the sink, with
+    /// dbmazz's own defaults for batching (what a user gets) unless `extra` sets them.
     pub fn dbmazz_env(
         &self,
         tables: &str,
         slot: &str,
         extra: &[(&str, String)],
     ) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = [
-            ("SOURCE_URL", self.pg.url(DB)),
-            ("TABLES", tables.to_owned()),
-            ("SOURCE_SLOT_NAME", slot.to_owned()),
-            ("SOURCE_PUBLICATION_NAME", format!("{slot}_pub")),
-            ("SINK_URL", self.emu.fe_url()),
-            ("SINK_MYSQL_HOST", "127.0.0.1".to_owned()),
-            ("SINK_MYSQL_PORT", self.maria.port().to_string()),
-            ("SINK_DATABASE", SINK_DB.to_owned()),
-            ("SINK_USER", "root".to_owned()),
-            ("SINK_PASSWORD", String::new()),
-            ("DBMAZZ_METRICS_ADDR", "off".to_owned()),
-            (
-                "DBMAZZ_GRPC_ADDR",
-                format!("127.0.0.1:{}", dbmazz_testkit::free_port()),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let mut env = self.services.connection_env();
+        dbmazz_testkit::set_var(&mut env, "TABLES", tables);
+        dbmazz_testkit::set_var(&mut env, "SOURCE_SLOT_NAME", slot);
+        dbmazz_testkit::set_var(&mut env, "SOURCE_PUBLICATION_NAME", &format!("{slot}_pub"));
         for (k, v) in extra {
-            env.retain(|(n, _)| n != k);
-            env.push(((*k).to_owned(), v.clone()));
+            dbmazz_testkit::set_var(&mut env, k, v);
         }
         env
     }
 
     /// A client of the source database.
     pub async fn pg(&self) -> Result<tokio_postgres::Client, Error> {
-        Ok(self.pg.client(DB).await?)
+        Ok(self.services.pg_client().await?)
     }
 
     /// The sink pool.
     pub fn sink(&self) -> mysql_async::Pool {
-        self.maria.pool(SINK_DB)
+        self.services.sink.clone()
     }
 
     /// Lag of `slot` in bytes (server WAL position − confirmed_flush_lsn).
@@ -102,7 +79,7 @@ impl Stack {
 
     /// The emulator's statistics (`GET /stats` on the admin port).
     pub fn emulator_stats(&self) -> Result<sonic_rs::Value, Error> {
-        let body = http_get(&format!("{}/stats", self.emu.admin_url()))?;
+        let body = http_get(&format!("{}/stats", self.services.admin_url()))?;
         Ok(sonic_rs::from_slice(&body)?)
     }
 }

@@ -119,6 +119,41 @@ pub async fn sink_rows(
         .collect())
 }
 
+/// The condition that keeps the live (not soft-deleted) rows of a sink table.
+pub const LIVE: &str = "NOT COALESCE(dbmazz_is_deleted, FALSE)";
+
+/// `public.<table>` at the source and the live rows of its sink copy, normalised and
+/// both in `order_by` order: `(source, sink)`.
+pub async fn live_rows(
+    pg: &tokio_postgres::Client,
+    sink: &mysql_async::Pool,
+    table: &str,
+    order_by: &[&str],
+) -> Result<(Vec<NormRow>, Vec<NormRow>), String> {
+    let cols = source_columns(pg, "public", table)
+        .await
+        .map_err(|e| format!("columns of {table}: {e}"))?;
+    let src = source_rows(pg, "public", table, &cols, order_by)
+        .await
+        .map_err(|e| format!("source rows of {table}: {e}"))?;
+    let dst = sink_rows(sink, table, &cols, order_by, LIVE)
+        .await
+        .map_err(|e| format!("sink rows of {table}: {e}"))?;
+    Ok((src, dst))
+}
+
+/// [`describe_diff`] of [`live_rows`]: `None` when the live sink rows equal the
+/// source rows value by value.
+pub async fn live_diff(
+    pg: &tokio_postgres::Client,
+    sink: &mysql_async::Pool,
+    table: &str,
+    order_by: &[&str],
+) -> Result<Option<String>, String> {
+    let (src, dst) = live_rows(pg, sink, table, order_by).await?;
+    Ok(describe_diff(table, &src, &dst))
+}
+
 /// A readable description of the first differences, or `None` when equal.
 pub fn describe_diff(table: &str, src: &[NormRow], sink: &[NormRow]) -> Option<String> {
     if src == sink {
@@ -188,10 +223,13 @@ fn normalize_ts(v: &str) -> String {
     }
 }
 
+/// JSON text with object keys sorted and numbers spelled canonically (exactly, see
+/// [`exact_number`]); text that is not JSON is kept as it is.
 fn canonical_json(v: &str) -> String {
-    match sonic_rs::from_str::<sonic_rs::Value>(v) {
-        Ok(val) => canon(&val),
-        Err(_) => v.to_owned(),
+    let mut de = sonic_rs::Deserializer::from_str(v).use_rawnumber();
+    match de.deserialize::<sonic_rs::Value>() {
+        Ok(val) if de.end().is_ok() => canon(&val),
+        _ => v.to_owned(),
     }
 }
 
@@ -206,12 +244,62 @@ fn canon(v: &sonic_rs::Value) -> String {
     } else if let Some(a) = v.as_array() {
         let inner: Vec<String> = a.iter().map(canon).collect();
         format!("[{}]", inner.join(","))
-    } else if let Some(f) = v.as_f64().filter(|_| v.is_number()) {
-        // 1.0 and 1 are the same number.
-        format!("{f}")
+    } else if let Some(n) = v.as_raw_number() {
+        exact_number(n.as_str()).unwrap_or_else(|| n.as_str().to_owned())
     } else {
         v.to_string()
     }
+}
+
+/// The value of a JSON number, spelled one way, without going through floating
+/// point: `1`, `1.0`, `1e0` and `10E-1` give the same text, `0.1` and
+/// `0.10000000000000001` (one `f64`) do not, nor do 2^63 and 2^63 + 1. Plain decimal
+/// for exponents of reasonable size, `0.<digits>e<exponent>` beyond. `None` when `raw`
+/// is not a JSON number.
+pub fn exact_number(raw: &str) -> Option<String> {
+    const PLAIN: i64 = 64;
+    let (neg, rest) = match raw.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, raw),
+    };
+    let (mantissa, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digit = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digit(int) || !digit(frac) {
+        return None;
+    }
+    // value = 0.<digits> × 10^point
+    let all = format!("{int}{frac}");
+    let digits = all.trim_start_matches('0');
+    if digits.is_empty() {
+        return Some("0".into());
+    }
+    let leading = i64::try_from(all.len() - digits.len()).ok()?;
+    let point = i64::try_from(int.len())
+        .ok()?
+        .checked_sub(leading)?
+        .checked_add(exp)?;
+    let digits = digits.trim_end_matches('0');
+    let sign = if neg { "-" } else { "" };
+    let n = i64::try_from(digits.len()).ok()?;
+    Some(if (0..=PLAIN).contains(&point) {
+        let p = usize::try_from(point).ok()?;
+        if n <= point {
+            format!("{sign}{digits}{}", "0".repeat(p - digits.len()))
+        } else if p == 0 {
+            format!("{sign}0.{digits}")
+        } else {
+            format!("{sign}{}.{}", &digits[..p], &digits[p..])
+        }
+    } else if (-PLAIN..0).contains(&point) {
+        let zeros = usize::try_from(-point).ok()?;
+        format!("{sign}0.{}{digits}", "0".repeat(zeros))
+    } else {
+        format!("{sign}0.{digits}e{point}")
+    })
 }
 
 #[cfg(test)]
@@ -246,5 +334,54 @@ mod tests {
             normalize_sink("jsonb", r#"{"a":[1,"x"],"b":1}"#)
         );
         assert_ne!(normalize_pg("text", "a"), normalize_sink("text", "b"));
+    }
+
+    #[test]
+    fn json_numbers_compare_exactly_not_through_floating_point() {
+        let same = |a: &str, b: &str| normalize_pg("jsonb", a) == normalize_sink("jsonb", b);
+        // One value, several spellings.
+        assert!(same(
+            "[1, 1.0, 100, 0.5, -0.0]",
+            "[1.000, 1e0, 1E+2, 5e-1, 0]"
+        ));
+        assert!(same(r#"{"x": 12.5}"#, r#"{"x":125e-1}"#));
+        // Distinct values that are one f64.
+        assert!(!same("[9223372036854775808]", "[9223372036854775809]"));
+        assert!(!same("[0.1]", "[0.10000000000000001]"));
+        assert!(!same(
+            "[123456789012345678901234567890]",
+            "[123456789012345678901234567891]"
+        ));
+        assert!(!same("[-1]", "[1]"));
+    }
+
+    #[test]
+    fn exact_number_spellings() {
+        for (raw, want) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("0.000", "0"),
+            ("12", "12"),
+            ("-12.50", "-12.5"),
+            ("0.05", "0.05"),
+            ("1.5e3", "1500"),
+            ("15e-4", "0.0015"),
+            ("007", "7"),
+            ("1e100", "0.1e101"),
+            ("-2.5E-80", "-0.25e-79"),
+        ] {
+            assert_eq!(exact_number(raw).as_deref(), Some(want), "{raw}");
+        }
+        for bad in [
+            "",
+            "-",
+            "1.2.3",
+            "1e",
+            "e5",
+            "0x10",
+            "1e99999999999999999999",
+        ] {
+            assert_eq!(exact_number(bad), None, "{bad}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use dbmazz_testkit::PgConfig;
 use dbmazz_tools::{
-    confirmed_lsn, human_bytes, parse_lsn, proc_usage, spawn_dbmazz, Error, ProcUsage, Stack, DB,
+    confirmed_lsn, human_bytes, parse_lsn, proc_usage, spawn_dbmazz, Error, ProcUsage, Stack,
 };
 use mysql_async::prelude::Queryable;
 use sonic_rs::JsonValueTrait;
@@ -137,7 +137,7 @@ async fn run(rows: i64) -> Result<(), Error> {
     let out = Command::new(&bin)
         .args([
             "-d",
-            &stack.pg.conn_string(DB),
+            &stack.services.source_conn(),
             "--slot",
             "bench_recv",
             "--start",

@@ -194,7 +194,7 @@ async fn demo(interrupted: Arc<AtomicBool>) -> Result<bool, Error> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..2u64 {
-        let client = stack.pg.client(dbmazz_tools::DB).await?;
+        let client = stack.pg().await?;
         let (written, stop) = (written.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
             let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(42 + w);

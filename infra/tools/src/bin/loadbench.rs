@@ -76,7 +76,10 @@ async fn run(loads: usize) -> Result<(), Error> {
         .await?
         .query_drop("CREATE TABLE loads (id BIGINT PRIMARY KEY, v VARCHAR(64))")
         .await?;
-    let url = format!("{}/api/{SINK_DB}/loads/_stream_load", stack.emu.fe_url());
+    let url = format!(
+        "{}/api/{SINK_DB}/loads/_stream_load",
+        stack.services.fe_url()
+    );
     let mut body = b"[".to_vec();
     for i in 0..ROWS_PER_LOAD {
         if i > 0 {

@@ -15,21 +15,19 @@
 //!  restart, emulator restart, sink down for a while, every emulator fault kind.
 //! ```
 //!
-//! The parts are independent of how many dbmazz processes run: [`env::ChaosEnv`] owns
+//! The parts are independent of how many dbmazz processes run: [`crate::Stack`] owns
 //! the services, [`workload::Workload`] the tables and the writer, [`verify`] the
 //! oracle, [`workers::Workers`] any number of processes built by a caller-supplied
 //! spawn function, and [`run::run`] ties them together for N iterations and returns a
 //! [`run::Summary`]. Every random choice comes from one seed ([`faults::Rng`]), printed
 //! in the summary, so a failing run can be replayed.
 
-pub mod env;
 pub mod faults;
 pub mod run;
 pub mod verify;
 pub mod workers;
 pub mod workload;
 
-pub use env::{ChaosEnv, ChaosJob};
 pub use faults::{EmuFault, Fault, FaultMenu, Rng};
 pub use run::{run, ChaosConfig, Summary};
 pub use verify::{ConfirmWatch, History, TableDiff};

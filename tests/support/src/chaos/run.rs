@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::env::{ChaosEnv, ChaosJob, CHECKPOINT_SCHEMA, SINK_DB};
 use super::faults::{Fault, FaultMenu, Rng};
 use super::verify::{ConfirmWatch, History, HistoryReport, TableDiff};
 use super::workers::{tail, Workers};
 use super::workload::{Workload, WriterStats};
+use crate::stack::{Job, Stack, CHECKPOINT_SCHEMA};
 use crate::StopMode;
 
 /// How a run goes.
@@ -188,8 +188,8 @@ impl fmt::Display for Summary {
 
 /// Waits until every job has a checkpoint row (setup finished once).
 pub async fn wait_for_checkpoints(
-    env: &ChaosEnv,
-    jobs: &[ChaosJob],
+    env: &Stack,
+    jobs: &[Job],
     timeout: Duration,
 ) -> Result<(), String> {
     let start = Instant::now();
@@ -220,7 +220,7 @@ pub async fn wait_for_checkpoints(
 }
 
 /// Compares every workload table; returns the diffs.
-pub async fn diff_all(env: &ChaosEnv, workloads: &[Workload]) -> Result<Vec<TableDiff>, String> {
+pub async fn diff_all(env: &Stack, workloads: &[Workload]) -> Result<Vec<TableDiff>, String> {
     let c = env.pg_client().await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for w in workloads {
@@ -233,7 +233,7 @@ pub async fn diff_all(env: &ChaosEnv, workloads: &[Workload]) -> Result<Vec<Tabl
 
 /// Waits until every workload table is equal at both ends (or `timeout`); returns
 /// the last diffs.
-pub async fn catch_up(env: &ChaosEnv, workloads: &[Workload], timeout: Duration) -> Vec<TableDiff> {
+pub async fn catch_up(env: &Stack, workloads: &[Workload], timeout: Duration) -> Vec<TableDiff> {
     let start = Instant::now();
     loop {
         match diff_all(env, workloads).await {
@@ -254,7 +254,7 @@ pub async fn catch_up(env: &ChaosEnv, workloads: &[Workload], timeout: Duration)
 /// Applies one fault (and the recovery that belongs to it); returns notes.
 pub async fn apply_fault(
     fault: Fault,
-    env: &mut ChaosEnv,
+    env: &mut Stack,
     workers: &mut Workers,
     cfg: &ChaosConfig,
     rng: &mut Rng,
@@ -289,7 +289,7 @@ pub async fn apply_fault(
         }
         Fault::Emu(e) => {
             let count = rng.range(1, 3) as u32;
-            let spec = e.spec(SINK_DB, count, rng);
+            let spec = e.spec(env.sink_db(), count, rng);
             env.inject(&[spec]).await.map_err(|e| e.to_string())?;
         }
     }
@@ -299,9 +299,9 @@ pub async fn apply_fault(
 /// Runs a whole chaos session: `workers` (not started) replicate `jobs`, whose
 /// tables are those of `workloads` (created already).
 pub async fn run(
-    env: &mut ChaosEnv,
+    env: &mut Stack,
     workers: &mut Workers,
-    jobs: &[ChaosJob],
+    jobs: &[Job],
     workloads: &[Workload],
     cfg: &ChaosConfig,
 ) -> Summary {
@@ -324,7 +324,7 @@ pub async fn run(
                 .map(|t| (t.clone(), w.key_columns(&t)))
         })
         .collect();
-    if let Err(e) = History::install(&env.sink, SINK_DB, &tables).await {
+    if let Err(e) = History::install(&env.sink, env.sink_db(), &tables).await {
         s.harness_errors.push(format!("history triggers: {e}"));
         return s;
     }

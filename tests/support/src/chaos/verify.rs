@@ -189,21 +189,7 @@ impl TableDiff {
         table: &str,
         keys: &[&str],
     ) -> Result<TableDiff, String> {
-        let cols = compare::source_columns(pg, "public", table)
-            .await
-            .map_err(|e| e.to_string())?;
-        let src = compare::source_rows(pg, "public", table, &cols, keys)
-            .await
-            .map_err(|e| e.to_string())?;
-        let dst = compare::sink_rows(
-            sink,
-            table,
-            &cols,
-            keys,
-            "NOT COALESCE(dbmazz_is_deleted, FALSE)",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let (src, dst) = compare::live_rows(pg, sink, table, keys).await?;
         let key_of = |r: &NormRow| -> Vec<Option<String>> {
             keys.iter().map(|k| r.get(*k).cloned().flatten()).collect()
         };

@@ -19,8 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::env::ChaosEnv;
 use super::faults::Rng;
+use crate::stack::Stack;
 
 /// What the writer did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -156,7 +156,7 @@ impl Workload {
     }
 
     /// Creates the tables at the source and at the sink.
-    pub async fn create(&self, env: &ChaosEnv) -> Result<(), String> {
+    pub async fn create(&self, env: &Stack) -> Result<(), String> {
         let (a, l) = (self.acct(), self.line());
         let c = env.pg_client().await.map_err(|e| e.to_string())?;
         c.batch_execute(&format!(
