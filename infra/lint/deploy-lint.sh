@@ -8,7 +8,7 @@
 #
 # No Terraform, Nomad or Docker binary can be installed on the build machines (they are
 # not in the package registries they reach), so `terraform validate`, `nomad job
-# validate` and `docker compose config` do not run here; tests/deploy.rs checks what they
+# validate` and `docker compose config` do not run here; tests/deploy/ checks what they
 # would (variables declared, used and documented, module calls against module variables,
 # environment variables against dbmazz's configuration registry, commands against the
 # CLI). The tools are pinned and installed into target/tools by infra/install-deps.sh.
@@ -31,7 +31,7 @@ if [ "${#hcl_files[@]}" -eq 0 ]; then
     echo "deploy-lint: no .tf or .hcl file found" >&2
     exit 1
 fi
-# The parse results are kept by content for tests/deploy.rs (loading the parser is slow).
+# The parse results are kept by content for tests/deploy/ (loading the parser is slow).
 node infra/lint/hcl2json.js --cache target/deploy-lint/hcl-cache "${hcl_files[@]}" >/dev/null
 echo "deploy-lint: ${#hcl_files[@]} .tf/.hcl files parse with the HCL parser"
 

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use serde_json::{Map, Value};
 
-use super::{rel, repo};
+use crate::checks::{rel, repo};
 
 /// Where parse results are kept by content (`make deploy-lint` fills it first).
 pub fn cache_dir() -> PathBuf {

@@ -1,12 +1,5 @@
-//! Readers of the deployment files for `tests/deploy.rs`, and the checks it applies to
-//! them. Each check returns the problems it found (empty: fine) instead of panicking, so
+//! The checks `tests/deploy` applies to the deployment files. Each check returns the problems it found (empty: fine) instead of panicking, so
 //! the tests can also feed it broken input and show that it fails.
-
-#![allow(dead_code)]
-
-pub mod compose;
-pub mod dockerfile;
-pub mod hcl;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -21,20 +21,22 @@
 //! The last tests feed the checks broken input (real files with one mistake) to show that
 //! each of them fails.
 
-mod deploy_util;
+mod checks;
+mod compose;
+mod dockerfile;
+mod hcl;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::Value;
 
-use deploy_util::dockerfile::{exec_form, Dockerfile};
-use deploy_util::{
+use checks::{
     assert_no_problems, assert_reported, check_cli_command, check_dbmazz_runs, check_env_names,
     check_kill_delay, check_plain_env, check_secret_env, default_shutdown_timeout_ms,
     duration_secs, health_check_args, read, rel, repo, tf_files, IMAGE_BINARY,
 };
-use deploy_util::{compose, hcl};
+use dockerfile::{exec_form, Dockerfile};
 
 const ECS_MODULE: &str = "terraform/modules/ecs";
 const NOMAD_MODULE: &str = "terraform/modules/nomad";
