@@ -1,6 +1,9 @@
-//! Shared pieces of the dbmazz demo and benchmark: a throw-away stack (PostgreSQL,
+//! Shared pieces of the dbmazz demo and benchmarks: a throw-away stack (PostgreSQL,
 //! MariaDB, the StarRocks emulator), the `dbmazz` binary as a child process, and
-//! measurements of processes (CPU time, RSS) read from `/proc`.
+//! measurements of processes (CPU time, RSS) read from `/proc`. The `make bench`
+//! harness lives in [`bench`].
+
+pub mod bench;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -120,6 +123,30 @@ pub fn http_get(url: &str) -> Result<Vec<u8>, Error> {
             Ok(d.len())
         })?;
         t.perform()?;
+    }
+    Ok(out)
+}
+
+/// A blocking HTTP POST with an empty body on loopback (admin calls); fails on a
+/// non-2xx answer.
+pub fn http_post(url: &str) -> Result<Vec<u8>, Error> {
+    let mut easy = curl::easy::Easy::new();
+    easy.url(url)?;
+    easy.post(true)?;
+    easy.post_field_size(0)?;
+    easy.timeout(Duration::from_secs(10))?;
+    let mut out = Vec::new();
+    {
+        let mut t = easy.transfer();
+        t.write_function(|d| {
+            out.extend_from_slice(d);
+            Ok(d.len())
+        })?;
+        t.perform()?;
+    }
+    let code = easy.response_code()?;
+    if !(200..300).contains(&code) {
+        return Err(format!("POST {url}: HTTP {code} {}", String::from_utf8_lossy(&out)).into());
     }
     Ok(out)
 }
