@@ -118,8 +118,9 @@ fn end_to_end(md: &mut String, plots: &Path, ws: &[WorkloadResult]) -> Result<()
          writing) loads into the StarRocks emulator in discard mode (every row parsed \
          and validated, nothing stored) and is done when it has confirmed the end LSN \
          (loaded and checkpointed). `pg_recvlogical` uses the same pgoutput options \
-         (protocol version, no streaming) and stops at `--endpos`. Rounds run the three \
-         consumers in rotated order.\n\n\
+         (protocol version, no streaming) and stops at `--endpos`. Both are timed from \
+         process start (dbmazz's start-up and setup included) and polled every 10 ms. \
+         Rounds run the three consumers in rotated order.\n\n\
          ### The reference\n\n\
          `pg_recvlogical` is measured writing to `/dev/null` and writing to a pipe that \
          the harness reads to the end and counts; the faster of the two is the \
