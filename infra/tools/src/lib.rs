@@ -112,28 +112,26 @@ impl Stack {
 
 /// A blocking HTTP GET on loopback.
 pub fn http_get(url: &str) -> Result<Vec<u8>, Error> {
-    let mut easy = curl::easy::Easy::new();
-    easy.url(url)?;
-    easy.timeout(Duration::from_secs(10))?;
-    let mut out = Vec::new();
-    {
-        let mut t = easy.transfer();
-        t.write_function(|d| {
-            out.extend_from_slice(d);
-            Ok(d.len())
-        })?;
-        t.perform()?;
-    }
-    Ok(out)
+    Ok(http_request(url, false)?.1)
 }
 
 /// A blocking HTTP POST with an empty body on loopback (admin calls); fails on a
 /// non-2xx answer.
 pub fn http_post(url: &str) -> Result<Vec<u8>, Error> {
+    let (code, body) = http_request(url, true)?;
+    if !(200..300).contains(&code) {
+        return Err(format!("POST {url}: HTTP {code} {}", String::from_utf8_lossy(&body)).into());
+    }
+    Ok(body)
+}
+
+fn http_request(url: &str, post: bool) -> Result<(u32, Vec<u8>), Error> {
     let mut easy = curl::easy::Easy::new();
     easy.url(url)?;
-    easy.post(true)?;
-    easy.post_field_size(0)?;
+    if post {
+        easy.post(true)?;
+        easy.post_field_size(0)?;
+    }
     easy.timeout(Duration::from_secs(10))?;
     let mut out = Vec::new();
     {
@@ -144,11 +142,7 @@ pub fn http_post(url: &str) -> Result<Vec<u8>, Error> {
         })?;
         t.perform()?;
     }
-    let code = easy.response_code()?;
-    if !(200..300).contains(&code) {
-        return Err(format!("POST {url}: HTTP {code} {}", String::from_utf8_lossy(&out)).into());
-    }
-    Ok(out)
+    Ok((easy.response_code()?, out))
 }
 
 /// The `dbmazz` binary built next to this tool (same profile).

@@ -107,11 +107,11 @@ impl WalsenderCpu {
         }
     }
 
-    /// Records walsender pids from a `(slot, active_pid)` listing and samples them.
-    fn sample(&mut self, active: &[(String, Option<i32>)]) {
-        for (slot, pid) in active {
-            if let Some(pid) = pid.and_then(|p| u32::try_from(p).ok()) {
-                self.pids.entry(slot.clone()).or_insert(pid);
+    /// Records the walsender pids of `states` and samples every pid seen.
+    fn sample(&mut self, states: &[SlotState]) {
+        for st in states {
+            if let Some(pid) = st.walsender.and_then(|p| u32::try_from(p).ok()) {
+                self.pids.entry(st.slot.clone()).or_insert(pid);
             }
         }
         for &pid in self.pids.values() {
@@ -126,11 +126,18 @@ impl WalsenderCpu {
     }
 }
 
+/// A slot's progress and the walsender serving it.
+struct SlotState {
+    slot: String,
+    confirmed: u64,
+    walsender: Option<i32>,
+}
+
 /// Confirmed LSN and walsender pid of each slot.
 async fn slot_states(
     pg: &tokio_postgres::Client,
     slots: &[String],
-) -> Result<Vec<(String, u64, Option<i32>)>, Error> {
+) -> Result<Vec<SlotState>, Error> {
     let rows = pg
         .query(
             "SELECT slot_name::text, coalesce(confirmed_flush_lsn, '0/0')::text, active_pid \
@@ -140,12 +147,10 @@ async fn slot_states(
         .await?;
     Ok(rows
         .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                crate::parse_lsn(&r.get::<_, String>(1)),
-                r.get::<_, Option<i32>>(2),
-            )
+        .map(|r| SlotState {
+            slot: r.get(0),
+            confirmed: crate::parse_lsn(&r.get::<_, String>(1)),
+            walsender: r.get(2),
         })
         .collect())
 }
@@ -167,13 +172,8 @@ pub async fn run_dbmazz(
             peak = peak.max(u.peak_rss_bytes);
         }
         let states = slot_states(pg, run.slots).await?;
-        ws.sample(
-            &states
-                .iter()
-                .map(|(s, _, pid)| (s.clone(), *pid))
-                .collect::<Vec<_>>(),
-        );
-        if states.len() == run.slots.len() && states.iter().all(|(_, lsn, _)| *lsn >= target) {
+        ws.sample(&states);
+        if states.len() == run.slots.len() && states.iter().all(|s| s.confirmed >= target) {
             break;
         }
         if let Some(s) = p.try_status() {
@@ -186,13 +186,7 @@ pub async fn run_dbmazz(
     }
     let seconds = start.elapsed().as_secs_f64();
     let at = proc_usage(p.pid())?;
-    let states = slot_states(pg, run.slots).await?;
-    ws.sample(
-        &states
-            .iter()
-            .map(|(s, _, pid)| (s.clone(), *pid))
-            .collect::<Vec<_>>(),
-    );
+    ws.sample(&slot_states(pg, run.slots).await?);
     tokio::time::sleep(run.settle).await;
     let after = proc_usage(p.pid()).unwrap_or(at);
     p.sigterm();
@@ -322,13 +316,7 @@ pub async fn run_recvlogical(
     let names: Vec<String> = slots.iter().map(|(s, _)| s.clone()).collect();
     let mut ws = WalsenderCpu::new();
     loop {
-        let states = slot_states(pg, &names).await?;
-        ws.sample(
-            &states
-                .iter()
-                .map(|(s, _, pid)| (s.clone(), *pid))
-                .collect::<Vec<_>>(),
-        );
+        ws.sample(&slot_states(pg, &names).await?);
         for r in children.iter_mut().filter(|r| r.usage.is_none()) {
             // SAFETY: wait4 on our own child with valid out-pointers; WNOHANG.
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };

@@ -97,13 +97,51 @@ fn write_png(path: &Path, rgb: &[u8]) -> Result<(), Error> {
         .map_err(|e| format!("writing {}: {e}", path.display()).into())
 }
 
-fn top(values: impl Iterator<Item = f64>) -> f64 {
-    let m = values.filter(|v| v.is_finite()).fold(0.0f64, f64::max);
+/// The top of the y axis: room above the largest value or guide.
+fn ymax(series: &[Series], guides: &[Guide]) -> f64 {
+    let m = series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .chain(guides.iter().map(|g| g.y))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
     if m > 0.0 {
         m * 1.15
     } else {
         1.0
     }
+}
+
+type Root<'b> = DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>;
+
+/// Draws on a white canvas with `draw` and writes it as PNG.
+fn render(path: &Path, draw: impl FnOnce(&Root<'_>) -> Result<(), Error>) -> Result<(), Error> {
+    font()?;
+    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        draw(&root)?;
+        root.present().map_err(perr)?;
+    }
+    write_png(path, &buf)
+}
+
+/// A titled chart over `x` and `0..ymax`.
+fn chart<'a, 'b>(
+    root: &'a Root<'b>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    ymax: f64,
+    x_area: u32,
+) -> Result<Chart<'a, 'b>, Error> {
+    ChartBuilder::on(root)
+        .caption(title, (FAMILY, 22))
+        .margin(14)
+        .x_label_area_size(x_area)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x, 0f64..ymax)
+        .map_err(perr)
 }
 
 /// Grouped bars: one group per category, one bar per series.
@@ -115,23 +153,15 @@ pub fn bars(
     series: &[Series],
     guides: &[Guide],
 ) -> Result<(), Error> {
-    font()?;
     let n = categories.len().max(1);
-    let ymax = top(series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .chain(guides.iter().map(|g| g.y)));
-    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FAMILY, 22))
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(80)
-            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
-            .map_err(perr)?;
+    render(path, |root| {
+        let mut chart = chart(
+            root,
+            title,
+            -0.5..(n as f64 - 0.5),
+            ymax(series, guides),
+            40,
+        )?;
         let label = |x: &f64| -> String {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < categories.len() {
@@ -168,10 +198,8 @@ pub fn bars(
                 });
         }
         draw_guides(&mut chart, guides, (-0.5, n as f64 - 0.5))?;
-        legend(&mut chart)?;
-        root.present().map_err(perr)?;
-    }
-    write_png(path, &buf)
+        legend(&mut chart)
+    })
 }
 
 type Chart<'a, 'b> = ChartContext<
@@ -218,23 +246,9 @@ pub fn lines(
     series: &[Series],
     guides: &[Guide],
 ) -> Result<(), Error> {
-    font()?;
     let xmax = xs.iter().copied().fold(0.0f64, f64::max) * 1.08 + 1e-9;
-    let ymax = top(series
-        .iter()
-        .flat_map(|s| s.values.iter().copied())
-        .chain(guides.iter().map(|g| g.y)));
-    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FAMILY, 22))
-            .margin(14)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d(0f64..xmax, 0f64..ymax)
-            .map_err(perr)?;
+    render(path, |root| {
+        let mut chart = chart(root, title, 0.0..xmax, ymax(series, guides), 50)?;
         chart
             .configure_mesh()
             .x_desc(x_label)
@@ -258,10 +272,8 @@ pub fn lines(
                 .map_err(perr)?;
         }
         draw_guides(&mut chart, guides, (0.0, xmax))?;
-        legend(&mut chart)?;
-        root.present().map_err(perr)?;
-    }
-    write_png(path, &buf)
+        legend(&mut chart)
+    })
 }
 
 #[cfg(test)]
