@@ -97,7 +97,7 @@ fn write_png(path: &Path, rgb: &[u8]) -> Result<(), Error> {
         .map_err(|e| format!("writing {}: {e}", path.display()).into())
 }
 
-/// The top of the y axis: room above the largest value or guide.
+/// The top of the y axis: room above the largest value or guide for the legend.
 fn ymax(series: &[Series], guides: &[Guide]) -> f64 {
     let m = series
         .iter()
@@ -106,7 +106,7 @@ fn ymax(series: &[Series], guides: &[Guide]) -> f64 {
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
     if m > 0.0 {
-        m * 1.15
+        m * 1.4
     } else {
         1.0
     }

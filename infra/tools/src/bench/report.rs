@@ -24,7 +24,9 @@ fn int(v: f64) -> String {
 }
 
 fn mib(b: f64) -> String {
-    format!("{:.1}", b / (1024.0 * 1024.0))
+    let m = b / (1024.0 * 1024.0);
+    // No "-0.0" for a difference that rounds to nothing.
+    format!("{:.1}", if m.abs() < 0.05 { 0.0 } else { m })
 }
 
 /// Writes the report and the plots under `settings.out`.
