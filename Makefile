@@ -54,11 +54,11 @@ docs: ## Regenerate the configuration reference in README.md and docs/configurat
 	done
 	@echo "configuration reference updated in README.md and docs/configuration.md"
 
-BENCH_ROWS ?= 2000000
+BENCH_RUNS ?= 3
 
-bench: deps ## Benchmarks: end to end vs pg_recvlogical, Stream Load connection reuse, the pgoutput parser, the emulator's discard mode
+bench: deps ## Benchmarks → docs/benchmarks.md (end to end vs pg_recvlogical, latency, scaling), then Stream Load reuse, parser, emulator
 	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
-	target/release/dbmazz-bench $(BENCH_ROWS)
+	target/release/dbmazz-bench --runs $(BENCH_RUNS) --out docs
 	target/release/dbmazz-loadbench
 	$(CARGO) bench --locked -p dbmazz --bench parser
 	$(CARGO) bench --locked -p starrocks-emulator --bench discard

@@ -7,8 +7,9 @@
 //! | `GET /faults`        | the queue: `[{"id":1, ...fault}]` |
 //! | `DELETE /faults`     | empties the queue |
 //! | `GET /stats`         | counters, rows/s, per table |
-//! | `POST /stats/reset`  | zeroes the counters |
-//! | `POST /reset`        | empties the queue and zeroes the counters |
+//! | `POST /stats/reset`  | zeroes the counters and empties the load log |
+//! | `GET /loads`         | the most recent loads: label, table, outcome, rows, bytes, arrival and answer times |
+//! | `POST /reset`        | empties the queue, zeroes the counters and empties the load log |
 
 use std::sync::Arc;
 
@@ -99,6 +100,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Resp {
         (Method::GET, "/stats") => {
             let report = shared.with_stats(|s| s.report(shared.cfg.discard));
             match sonic_rs::to_string(&report) {
+                Ok(s) => json(StatusCode::OK, s),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        (Method::GET, "/loads") => {
+            match shared.with_stats(|s| sonic_rs::to_string(&s.load_log())) {
                 Ok(s) => json(StatusCode::OK, s),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
             }

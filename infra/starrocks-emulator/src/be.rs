@@ -275,6 +275,7 @@ async fn stream_load(
         shared.with_stats(|s| {
             s.record(
                 &format!("{db}.{table}"),
+                &label,
                 false,
                 Rows {
                     total: 0,
@@ -514,6 +515,7 @@ async fn stream_load(
         shared.with_stats(|s| {
             s.record(
                 &key,
+                &label,
                 ok,
                 Rows {
                     total: batch.total,
@@ -576,6 +578,7 @@ async fn stream_load(
         shared.with_stats(|s| {
             s.record(
                 &key,
+                &label,
                 false,
                 Rows {
                     bytes,
@@ -663,6 +666,7 @@ async fn stream_load(
     shared.with_stats(|s| {
         s.record(
             &key,
+            &label,
             ok,
             Rows {
                 total: res.total,
@@ -1022,6 +1026,7 @@ async fn txn_load_locked(
     shared.with_stats(|s| {
         s.record(
             &format!("{}.{}", t.db, t.table),
+            label,
             true,
             Rows {
                 total: batch.total,

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 use common::serde_json_like::JsonValueTrait;
 use common::{load_via, mariadb_url, Env};
+use sonic_rs::JsonContainerTrait;
 use starrocks_emulator::{install_version_audit, version_regressions};
 
 const T: &str = "CREATE TABLE sink.v (id INT NOT NULL, k VARCHAR(8) NOT NULL, val VARCHAR(20) NULL,
@@ -200,4 +201,23 @@ async fn discard_mode_validates_counts_and_stores_nothing() {
     assert_eq!(stats["rows_total"].as_u64(), Some(3));
     assert_eq!(stats["rows_loaded"].as_u64(), Some(2));
     assert!(stats["rows_per_sec_busy"].as_f64().unwrap_or(0.0) > 0.0);
+    // The load log has both loads, oldest first, with their labels and times.
+    let log = env.admin_get("/loads").await.json();
+    assert_eq!(log["dropped"].as_u64(), Some(0));
+    let loads = log["loads"].as_array().expect("loads");
+    assert_eq!(loads.len(), 2, "{log:?}");
+    for (entry, (ok, rows)) in loads.iter().zip([(true, 2), (false, 0)]) {
+        assert_eq!(entry["table"].as_str(), Some("sink.d"));
+        assert_eq!(entry["label"].as_str(), Some("same"));
+        assert_eq!(entry["ok"].as_bool(), Some(ok));
+        assert_eq!(entry["rows"].as_u64(), Some(rows));
+        let (rx, ans) = (
+            entry["received_unix_us"].as_i64().expect("received"),
+            entry["answered_unix_us"].as_i64().expect("answered"),
+        );
+        assert!(rx > 1_600_000_000_000_000 && rx <= ans, "{entry:?}");
+    }
+    assert_eq!(env.admin_post("/stats/reset", "").await.status, 200);
+    let log = env.admin_get("/loads").await.json();
+    assert_eq!(log["loads"].as_array().map(|a| a.len()), Some(0));
 }

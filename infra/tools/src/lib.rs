@@ -1,6 +1,9 @@
-//! Shared pieces of the dbmazz demo and benchmark: the testkit's stack (PostgreSQL,
+//! Shared pieces of the dbmazz demo and benchmarks: the testkit's stack (PostgreSQL,
 //! MariaDB, the StarRocks emulator) with the tools' databases, the `dbmazz` binary as
 //! a child process, and measurements of processes (CPU time, RSS) read from `/proc`.
+//! The `make bench` harness lives in [`bench`].
+
+pub mod bench;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,8 +89,26 @@ impl Stack {
 
 /// A blocking HTTP GET on loopback.
 pub fn http_get(url: &str) -> Result<Vec<u8>, Error> {
+    Ok(http_request(url, false)?.1)
+}
+
+/// A blocking HTTP POST with an empty body on loopback (admin calls); fails on a
+/// non-2xx answer.
+pub fn http_post(url: &str) -> Result<Vec<u8>, Error> {
+    let (code, body) = http_request(url, true)?;
+    if !(200..300).contains(&code) {
+        return Err(format!("POST {url}: HTTP {code} {}", String::from_utf8_lossy(&body)).into());
+    }
+    Ok(body)
+}
+
+fn http_request(url: &str, post: bool) -> Result<(u32, Vec<u8>), Error> {
     let mut easy = curl::easy::Easy::new();
     easy.url(url)?;
+    if post {
+        easy.post(true)?;
+        easy.post_field_size(0)?;
+    }
     easy.timeout(Duration::from_secs(10))?;
     let mut out = Vec::new();
     {
@@ -98,7 +119,7 @@ pub fn http_get(url: &str) -> Result<Vec<u8>, Error> {
         })?;
         t.perform()?;
     }
-    Ok(out)
+    Ok((easy.response_code()?, out))
 }
 
 /// The `dbmazz` binary built next to this tool (same profile).
