@@ -6,10 +6,10 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy deploy-lint nextest build docs deny bench semantics semantics-long soak chaos
+.PHONY: help demo test deps fmt-check clippy deploy-lint nextest nextest-pg test-pg-matrix build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 DEMO_SECONDS ?= 60
 
@@ -17,7 +17,7 @@ demo: deps ## Run dbmazz end to end on a throw-away setup (PostgreSQL, emulator,
 	$(CARGO) build --release --locked -p dbmazz -p dbmazz-tools
 	target/release/dbmazz demo --seconds $(DEMO_SECONDS)
 
-test: deps fmt-check clippy deploy-lint nextest ## Install missing deps, check formatting and lints, run every test
+test: deps fmt-check clippy deploy-lint nextest nextest-pg ## Install missing deps, check formatting and lints, run every test
 
 deps: ## Install missing system packages, cargo-nextest and the pinned deployment checkers (Debian; idempotent)
 	@infra/install-deps.sh
@@ -31,8 +31,35 @@ clippy: ## cargo clippy on every target, warnings are errors
 deploy-lint: ## Deployment files: HCL parse of every .tf/.hcl, checkov over terraform/, hadolint on the Dockerfile
 	infra/lint/deploy-lint.sh
 
-nextest: ## Build and run the whole test suite with cargo nextest
-	$(CARGO) nextest run --workspace --locked --no-fail-fast
+# PostgreSQL versions (docs/replication-source.md, "Supported PostgreSQL versions"). The
+# whole suite runs on PG_DEFAULT; the tests that depend on the server's version
+# (PG_VERSION_TESTS: the source, change-semantics and short chaos suites, and the
+# testkit's own version checks) run again on each of PG_EXTRA in `make test`, and on
+# every one of PG_VERSIONS in `make test-pg-matrix`. The testkit reads DBMAZZ_TEST_PG.
+PG_DEFAULT ?= 15
+PG_EXTRA ?= 18
+PG_VERSIONS ?= 15 16 17 18
+PG_VERSION_TESTS := binary(=source) | binary(=semantics) | binary(=chaos) | binary(=postgres_versions)
+
+nextest: ## Build and run the whole test suite with cargo nextest, on PostgreSQL PG_DEFAULT (15)
+	DBMAZZ_TEST_PG=$(PG_DEFAULT) $(CARGO) nextest run --workspace --locked --no-fail-fast
+
+# One nextest run per version; every version runs even when one fails, the target
+# fails when any did.
+define pg_runs
+	@failed=""; for v in $(1); do \
+	  echo "=== PostgreSQL $$v: $(PG_VERSION_TESTS)"; \
+	  DBMAZZ_TEST_PG=$$v $(CARGO) nextest run --workspace --locked --no-fail-fast \
+	    -E '$(PG_VERSION_TESTS)' || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "version-dependent tests failed on PostgreSQL:$$failed"; exit 1; fi
+endef
+
+nextest-pg: ## The version-dependent tests (PG_VERSION_TESTS) again on PG_EXTRA (18)
+	$(call pg_runs,$(PG_EXTRA))
+
+test-pg-matrix: deps ## The version-dependent tests on every PostgreSQL version in PG_VERSIONS (15 16 17 18)
+	$(call pg_runs,$(PG_VERSIONS))
 
 CARGO_DENY ?= $(shell command -v cargo-deny 2>/dev/null || echo target/tools/cargo-deny/bin/cargo-deny)
 

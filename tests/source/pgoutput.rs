@@ -373,6 +373,25 @@ fn count_inserts(msgs: &[&CdcMessage]) -> usize {
         .count()
 }
 
+/// True once a whole streamed chunk (`StreamStart` … `StreamStop`) of `xid` arrived.
+fn until_a_chunk_of(xid: u32) -> impl FnMut(&[SourceEvent]) -> bool {
+    let mut inside = false;
+    move |events| {
+        match events.last() {
+            Some(SourceEvent::Message {
+                msg: CdcMessage::StreamStart { xid: x, .. },
+                ..
+            }) => inside = x.0 == xid,
+            Some(SourceEvent::Message {
+                msg: CdcMessage::StreamStop,
+                ..
+            }) if inside => return true,
+            _ => {}
+        }
+        false
+    }
+}
+
 #[tokio::test]
 async fn large_transactions_arrive_in_streamed_chunks() {
     let fx = Fixture::new(
@@ -384,9 +403,30 @@ async fn large_transactions_arrive_in_streamed_chunks() {
     cfg.streaming = Streaming::On;
     let mut stream = SourceStream::start(cfg).await.expect("start");
     fx.sql("INSERT INTO big SELECT g, repeat('p', 100) FROM generate_series(1, 5000) g");
-    fx.sql("BEGIN; INSERT INTO big SELECT g, repeat('q', 100) FROM generate_series(10001, 15000) g; ROLLBACK;");
+    // The large transaction that aborts is rolled back only once PostgreSQL has begun
+    // streaming it: from 18 on, a transaction already aborted when decoding reaches it
+    // is skipped rather than streamed and then aborted.
+    let session = fx.pg.client("postgres").await.expect("connect");
+    session
+        .batch_execute(
+            "BEGIN; INSERT INTO big SELECT g, repeat('q', 100) FROM generate_series(10001, 15000) g",
+        )
+        .await
+        .expect("open the large transaction");
+    let txid: i64 = session
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .expect("txid")
+        .get(0);
+    // txid_current() carries the epoch in its high 32 bits; pgoutput sends the xid.
+    let aborted_xid = (txid & 0xFFFF_FFFF) as u32;
+    let mut events = read_until(&mut stream, 60, until_a_chunk_of(aborted_xid)).await;
+    session
+        .batch_execute("ROLLBACK")
+        .await
+        .expect("roll back the large transaction");
     fx.sql("INSERT INTO big VALUES (0, 'small')");
-    let events = read_until(&mut stream, 60, until_commits(1)).await;
+    events.extend(read_until(&mut stream, 60, until_commits(1)).await);
     let msgs = messages(&events);
     let starts = msgs
         .iter()
@@ -408,6 +448,7 @@ async fn large_transactions_arrive_in_streamed_chunks() {
     });
     let commit_xid = commit_xid.expect("stream commit");
     let (abort_xid, abort_sub) = abort.expect("stream abort");
+    assert_eq!(abort_xid.0, aborted_xid, "the rolled-back transaction");
     assert_eq!(abort_xid, abort_sub, "whole transaction aborted");
     assert_ne!(commit_xid, abort_xid);
     // Every change inside a block carries its xid; count per transaction.

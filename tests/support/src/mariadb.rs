@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::process::{
-    find_program, free_port, is_root, log_tail, port_open, run, temp_dir, wait_until, ChildGuard,
-    ServiceError,
+    cached_dir, default_template_root, find_program, free_port, is_root, log_tail, port_open, run,
+    temp_dir, wait_until, ChildGuard, ServiceError,
 };
 
 /// A running throw-away MariaDB server.
@@ -26,35 +26,22 @@ fn sbin_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")]
 }
 
+/// The installed template datadir, built once (see [`cached_dir`]: safe when many
+/// tests start servers at once).
 fn template() -> Result<PathBuf, ServiceError> {
-    let root = std::env::temp_dir().join("dbmazz-testkit");
-    std::fs::create_dir_all(&root).map_err(ServiceError::io("creating the template root"))?;
-    let tpl = root.join("mariadb-template");
-    if tpl.join("mysql").is_dir() && tpl.join(".complete").is_file() {
-        return Ok(tpl);
-    }
     let install = find_program("mariadb-install-db", "MARIADB_BIN", &sbin_dirs())?;
-    let staging = root.join(format!("mariadb-staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    let mut cmd = Command::new(install);
-    cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", staging.display()))
-        .arg("--auth-root-authentication-method=normal")
-        .arg("--skip-test-db")
-        .arg("--skip-name-resolve");
-    if is_root() {
-        cmd.arg("--user=root");
-    }
-    if let Err(e) = run(&mut cmd, "mariadb-install-db") {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    std::fs::write(staging.join(".complete"), b"ok")
-        .map_err(ServiceError::io("marking the MariaDB template"))?;
-    if std::fs::rename(&staging, &tpl).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    Ok(tpl)
+    cached_dir(&default_template_root(), "mariadb-template", |staging| {
+        let mut cmd = Command::new(install);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", staging.display()))
+            .arg("--auth-root-authentication-method=normal")
+            .arg("--skip-test-db")
+            .arg("--skip-name-resolve");
+        if is_root() {
+            cmd.arg("--user=root");
+        }
+        run(&mut cmd, "mariadb-install-db").map(|_| ())
+    })
 }
 
 impl MariaDb {

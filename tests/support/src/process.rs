@@ -294,3 +294,65 @@ pub fn find_program(name: &str, env_var: &str, dirs: &[PathBuf]) -> Result<PathB
         hint: format!("looked in ${env_var}, {dirs:?} and $PATH"),
     })
 }
+
+/// Where the cached templates (initdb'd PostgreSQL, installed MariaDB) live unless a
+/// launcher is told otherwise: `$TMPDIR/dbmazz-testkit`.
+pub fn default_template_root() -> PathBuf {
+    std::env::temp_dir().join("dbmazz-testkit")
+}
+
+/// A directory built once and shared by every test after: `root/name`.
+///
+/// The first caller builds it with `build` in a private staging directory under an
+/// exclusive lock on `root/name.lock`, then renames the finished tree into place
+/// (atomic on one file system). Concurrent callers, whether threads of one test
+/// process or separate processes, wait on the lock and then find the finished
+/// directory; nobody ever sees a half-built one, and two builders never share a
+/// staging directory. A builder that crashes leaves only its staging directory,
+/// which the next builder removes (it holds the lock, so no build is in progress).
+pub fn cached_dir(
+    root: &Path,
+    name: &str,
+    build: impl FnOnce(&Path) -> Result<(), ServiceError>,
+) -> Result<PathBuf, ServiceError> {
+    let dir = root.join(name);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(root).map_err(ServiceError::io(format!(
+        "creating the template root {}",
+        root.display()
+    )))?;
+    let lock_path = root.join(format!("{name}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(ServiceError::io(format!("opening {}", lock_path.display())))?;
+    // Released when `lock` is dropped, also when this process dies.
+    lock.lock()
+        .map_err(ServiceError::io(format!("locking {}", lock_path.display())))?;
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let staging_prefix = format!("{name}.staging-");
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for e in entries.filter_map(Result::ok) {
+            if e.file_name().to_string_lossy().starts_with(&staging_prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    // Removed on drop unless renamed into place first.
+    let staging = tempfile::Builder::new()
+        .prefix(&staging_prefix)
+        .tempdir_in(root)
+        .map_err(ServiceError::io("creating a template staging directory"))?;
+    build(staging.path())?;
+    std::fs::rename(staging.path(), &dir).map_err(ServiceError::io(format!(
+        "moving the finished template to {}",
+        dir.display()
+    )))?;
+    Ok(dir)
+}
