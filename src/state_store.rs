@@ -19,7 +19,8 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
-use crate::source::Lsn;
+use crate::lsn::Lsn;
+use crate::postgres::sql::{create_if_absent, db_message, quote_ident};
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +74,7 @@ impl StateStoreError {
         let context = context.into();
         move |e| StateStoreError::Postgres {
             context,
-            detail: crate::source::sql::db_message(&e),
+            detail: db_message(&e),
         }
     }
 
@@ -134,16 +135,11 @@ impl fmt::Debug for StateStore {
     }
 }
 
-/// Quotes an SQL identifier.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 impl StateStore {
     /// Connects to `url` (a libpq-style URL or key/value string) and makes sure the
     /// schema and table exist.
     pub async fn connect(url: &str, schema: &str) -> Result<Self, StateStoreError> {
-        let client = crate::source::sql::connect_sql(url)
+        let client = crate::postgres::connect(url)
             .await
             .map_err(|e| StateStoreError::Connect(e.to_string()))?;
         let store = StateStore {
@@ -167,23 +163,9 @@ impl StateStore {
             schema = quote_ident(schema),
             table = self.table
         );
-        let mut attempt = 0;
-        loop {
-            match self.client.batch_execute(&sql).await {
-                Ok(()) => return Ok(()),
-                // Two workers creating the schema or table at the same moment: the
-                // loser sees a unique violation on the catalog; once more finds them.
-                Err(e)
-                    if attempt < 3
-                        && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-                {
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(StateStoreError::pg("creating the dbmazz_checkpoints table")(e))
-                }
-            }
-        }
+        create_if_absent(&self.client, &sql)
+            .await
+            .map_err(StateStoreError::pg("creating the dbmazz_checkpoints table"))
     }
 
     /// Loads the checkpoint of `job`, if any.

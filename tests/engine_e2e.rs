@@ -177,10 +177,10 @@ async fn idle_published_tables_do_not_pin_wal() {
         .await
         .expect("lsn")
         .get(0);
-    let target: dbmazz::source::Lsn = current.parse().expect("lsn");
+    let target: dbmazz::lsn::Lsn = current.parse().expect("lsn");
     let start = std::time::Instant::now();
     loop {
-        let confirmed: dbmazz::source::Lsn =
+        let confirmed: dbmazz::lsn::Lsn =
             stack.confirmed().await.expect("slot").parse().expect("lsn");
         if confirmed >= target {
             break;

@@ -16,7 +16,7 @@ use dbmazz::grpc::pb::metrics_service_client::MetricsServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
 use dbmazz::grpc::state::{SharedState, Stage, TableCounters};
 use dbmazz::grpc::{GrpcError, GrpcServer, GrpcSettings};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use grpc_util::{eventually, react_like_engine, settings, with_token, Running, VERSION};
 use tokio_stream::StreamExt;
 use tonic::Code;

@@ -13,7 +13,7 @@ use dbmazz::grpc::client::{
 };
 use dbmazz::grpc::state::{SharedState, Stage, TableCounters};
 use dbmazz::grpc::{GrpcSettings, TlsFiles};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use grpc_util::{react_like_engine, settings, Running, VERSION};
 use tonic::Code;
 

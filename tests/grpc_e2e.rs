@@ -22,7 +22,7 @@ use dbmazz::grpc::pb::health_service_client::HealthServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
 use dbmazz::grpc::state::Stage;
 use dbmazz::grpc::{GrpcSettings, PgSlotInspector, SlotInspector};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use grpc_util::{settings, with_token};
 use mysql_async::prelude::Queryable;
 use tonic_health::pb::health_check_response::ServingStatus as Std;

@@ -13,7 +13,7 @@ use dbmazz::grpc::pb::metrics_service_client::MetricsServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
 use dbmazz::grpc::prometheus as prom;
 use dbmazz::grpc::state::{SharedState, Stage, TableCounters};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use grpc_util::{http_get, settings, Running};
 use tokio_stream::StreamExt;
 use tonic::Code;

@@ -70,7 +70,7 @@ async fn status_and_metrics_show_the_slot_as_postgres_sees_it() {
         .expect("lsn")
         .trim()
         .to_owned();
-    let server_lsn: dbmazz::source::Lsn = server_lsn.parse().expect("parse lsn");
+    let server_lsn: dbmazz::lsn::Lsn = server_lsn.parse().expect("parse lsn");
     assert!(restart.value < server_lsn.0);
     assert!(slot.retained_wal_bytes <= server_lsn.0 - restart.value);
     assert!(slot.checked_unix_ms > 0);

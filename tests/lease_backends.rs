@@ -249,7 +249,7 @@ async fn redis_restart_keeps_the_holder_and_epochs_only_grow() {
 /// epoch, writes of older epochs fail and the row is unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_claim_fences_older_epochs() {
-    use dbmazz::source::Lsn;
+    use dbmazz::lsn::Lsn;
     use dbmazz::state_store::{StateStore, StateStoreError};
     let pg = PgCluster::start().expect("postgres");
     let store = StateStore::connect(&pg.url("postgres"), "dbmazz")

@@ -15,7 +15,7 @@ const SINK_DDL: &str = "CREATE TABLE acct (id INT PRIMARY KEY);";
 async fn key_workload(
     s: &Scenario<'_>,
     run: &common::Running,
-) -> [(dbmazz::source::Lsn, dbmazz::source::Lsn); 2] {
+) -> [(dbmazz::lsn::Lsn, dbmazz::lsn::Lsn); 2] {
     s.txn("INSERT INTO acct VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30), (4, 'd', 40)")
         .await;
     s.caught_up(run).await;

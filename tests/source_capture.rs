@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use dbmazz::source::postgres::{ConnParams, ReplicationConnection};
-use dbmazz::source::{Lsn, SourceConfig, Streaming};
+use dbmazz::lsn::Lsn;
+use dbmazz::postgres::ConnParams;
+use dbmazz::source::connection::ReplicationConnection;
+use dbmazz::source::{SourceConfig, Streaming};
 use dbmazz_testkit::PgConfig;
 use source_util::Fixture;
 

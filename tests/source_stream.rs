@@ -5,7 +5,8 @@ mod source_util;
 
 use std::time::Duration;
 
-use dbmazz::source::{CdcMessage, Lsn, SourceError, SourceEvent, SourceStream};
+use dbmazz::lsn::Lsn;
+use dbmazz::source::{CdcMessage, SourceError, SourceEvent, SourceStream};
 use dbmazz_testkit::{PgConfig, StopMode};
 use source_util::{messages, read_until, until_commits, Fixture};
 
@@ -105,7 +106,7 @@ fn inserted_ids(events: &[SourceEvent]) -> Vec<String> {
         .collect()
 }
 
-fn last_commit_end(events: &[SourceEvent]) -> dbmazz::source::Lsn {
+fn last_commit_end(events: &[SourceEvent]) -> dbmazz::lsn::Lsn {
     messages(events)
         .iter()
         .rev()

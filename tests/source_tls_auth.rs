@@ -249,7 +249,7 @@ async fn client_certificate_authentication() {
     streams(&fx, url(&fx, &with_cert))
         .await
         .expect("replication with a client certificate");
-    let sql = dbmazz::source::sql::connect_sql(&url(&fx, &with_cert))
+    let sql = dbmazz::postgres::connect(&url(&fx, &with_cert))
         .await
         .expect("SQL with a client certificate");
     let one: i32 = sql.query_one("SELECT 1", &[]).await.expect("query").get(0);

@@ -28,13 +28,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{setup, EngineSettings, Outcome, PipelineHandle};
 use crate::grpc::state::{SharedState, Stage};
+use crate::lsn::Lsn;
 use crate::pipeline::batch::Batch;
 use crate::pipeline::schema_cache::SchemaCache;
 use crate::pipeline::Batcher;
 use crate::sink::starrocks::StarRocksSink;
 use crate::sink::{Sink, SinkError};
 use crate::source::message::PG_EPOCH_OFFSET_MICROS;
-use crate::source::{ConfirmHandle, Lsn, SourceConfig, SourceEvent, SourceStream};
+use crate::source::{ConfirmHandle, SourceConfig, SourceEvent, SourceStream};
 use crate::state_store::{StateStore, StateStoreError};
 
 enum LoaderMsg {

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::grpc::state::unix_micros;
-use crate::source::Lsn;
+use crate::lsn::Lsn;
+use crate::postgres::slot::{self, SlotError};
 
 /// What PostgreSQL reports about one slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,12 +80,6 @@ impl std::fmt::Debug for PgSlotInspector {
     }
 }
 
-const SLOT_QUERY: &str = "SELECT s.wal_status::text, s.active, s.restart_lsn::text, \
-     s.confirmed_flush_lsn::text, \
-     pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
-                          ELSE pg_current_wal_lsn() END, s.restart_lsn)::bigint \
-     FROM pg_replication_slots s WHERE s.slot_name = $1";
-
 impl PgSlotInspector {
     /// An inspector that knows no source yet.
     pub fn new() -> Self {
@@ -130,45 +125,31 @@ impl PgSlotInspector {
         let mut cell = cell.lock().await;
         let client = match cell.take() {
             Some(c) if !c.is_closed() => c,
-            _ => crate::source::sql::connect_sql(&url).await.map_err(|e| {
+            _ => crate::postgres::connect(&url).await.map_err(|e| {
                 SlotInspectError(format!("cannot connect to the source database: {e}"))
             })?,
         };
-        let rows = client.query(SLOT_QUERY, &[&slot]).await.map_err(|e| {
-            SlotInspectError(format!(
-                "querying pg_replication_slots failed: {}",
-                crate::engine::setup::postgres::db_message(&e)
-            ))
-        })?;
-        *cell = Some(client);
+        let read = slot::read(&client, slot).await;
+        if !matches!(read, Err(SlotError::Query(_))) {
+            *cell = Some(client);
+        }
         drop(cell);
-        let Some(row) = rows.first() else {
-            return Ok(SlotInfo::default());
-        };
-        let lsn = |i: usize| -> Result<Option<Lsn>, SlotInspectError> {
-            let text: Option<String> = row.try_get(i).map_err(|e| {
-                SlotInspectError(format!("unexpected pg_replication_slots row: {e}"))
-            })?;
-            text.map(|t| {
-                t.parse::<Lsn>()
-                    .map_err(|e| SlotInspectError(format!("pg_replication_slots: {e}")))
-            })
-            .transpose()
-        };
-        let get_err = |e: tokio_postgres::Error| {
-            SlotInspectError(format!("unexpected pg_replication_slots row: {e}"))
-        };
-        let retained: Option<i64> = row.try_get(4).map_err(get_err)?;
-        Ok(SlotInfo {
-            exists: true,
-            wal_status: row.try_get(0).map_err(get_err)?,
-            active: row
-                .try_get::<_, Option<bool>>(1)
-                .map_err(get_err)?
-                .unwrap_or(false),
-            restart_lsn: lsn(2)?,
-            confirmed_flush_lsn: lsn(3)?,
-            retained_wal_bytes: retained.map(|b| u64::try_from(b).unwrap_or(0)),
+        let row = read.map_err(|e| match e {
+            SlotError::Query(m) => {
+                SlotInspectError(format!("querying pg_replication_slots failed: {m}"))
+            }
+            other => SlotInspectError(other.to_string()),
+        })?;
+        Ok(match row {
+            None => SlotInfo::default(),
+            Some(r) => SlotInfo {
+                exists: true,
+                wal_status: r.wal_status,
+                active: r.active,
+                restart_lsn: r.restart_lsn,
+                confirmed_flush_lsn: r.confirmed_flush_lsn,
+                retained_wal_bytes: r.retained_wal_bytes,
+            },
         })
     }
 }

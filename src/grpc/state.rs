@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
-use crate::source::Lsn;
+use crate::lsn::Lsn;
 
 /// Lifecycle stage of one pipeline.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

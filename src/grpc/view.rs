@@ -14,7 +14,7 @@ use crate::engine::PipelineHandle;
 use crate::grpc::pb;
 use crate::grpc::slot::SlotReport;
 use crate::grpc::state::{SharedState, Stage};
-use crate::source::Lsn;
+use crate::lsn::Lsn;
 
 /// The protobuf stage of `stage`.
 pub fn stage_pb(stage: Stage) -> pb::Stage {

@@ -19,7 +19,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 use super::{FleetView, Lease, LeaseError, LeaseGuard};
-use crate::state_store::quote_ident;
+use crate::postgres::sql::{create_if_absent, db_message, quote_ident};
 
 const BACKEND: &str = "postgres";
 
@@ -43,7 +43,7 @@ impl std::fmt::Debug for PgLease {
 fn unavailable(context: &str) -> impl FnOnce(tokio_postgres::Error) -> LeaseError + '_ {
     move |e| LeaseError::Unavailable {
         backend: BACKEND,
-        detail: format!("{context}: {}", crate::source::sql::db_message(&e)),
+        detail: format!("{context}: {}", db_message(&e)),
     }
 }
 
@@ -87,7 +87,7 @@ impl PgLease {
             *slot = None;
         }
         if slot.is_none() {
-            let c = tokio::time::timeout(limit, crate::source::sql::connect_sql(&self.url))
+            let c = tokio::time::timeout(limit, crate::postgres::connect(&self.url))
                 .await
                 .map_err(|_| LeaseError::Unavailable {
                     backend: BACKEND,
@@ -142,21 +142,9 @@ async fn ensure_schema(
          );",
         schema = quote_ident(schema)
     );
-    let mut attempt = 0;
-    loop {
-        match c.batch_execute(&sql).await {
-            Ok(()) => return Ok(()),
-            // Two workers creating the tables at the same moment: the loser sees a
-            // unique violation on the catalog; once more finds them.
-            Err(e)
-                if attempt < 3
-                    && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-            {
-                attempt += 1;
-            }
-            Err(e) => return Err(unavailable("creating dbmazz_leases")(e)),
-        }
-    }
+    create_if_absent(c, &sql)
+        .await
+        .map_err(unavailable("creating dbmazz_leases"))
 }
 
 impl Lease for PgLease {

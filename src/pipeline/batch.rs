@@ -24,8 +24,8 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use super::schema_cache::TableSchema;
+use crate::lsn::Lsn;
 use crate::source::message::{ColumnKind, TupleData};
-use crate::source::Lsn;
 
 /// The kind of change a row represents.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

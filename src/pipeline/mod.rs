@@ -32,8 +32,9 @@ use batch::{Batch, Change, FoldError, Row, RowOp, Transaction};
 use schema_cache::{RelationUpdate, SchemaCache, SchemaError, TableSchema};
 
 use crate::grpc::state::SharedState;
+use crate::lsn::Lsn;
 use crate::source::message::{CdcMessage, TupleData};
-use crate::source::{Lsn, SourceEvent};
+use crate::source::SourceEvent;
 
 /// What to do with a TRUNCATE.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -401,8 +401,8 @@ mod tests {
         assert_eq!(format_utc_micros(-1), "1969-12-31 23:59:59.999999");
     }
 
+    use crate::lsn::Lsn;
     use crate::pipeline::batch::{Batch, Change, Segment, Transaction};
-    use crate::source::Lsn;
 
     use crate::pipeline::batch::fixtures::{schema, tuple};
 

@@ -5,7 +5,9 @@
 use std::fmt;
 
 use super::parser::ParseError;
-use crate::replication::wal_handler::FrameError;
+use super::wal::FrameError;
+use crate::lsn::Lsn;
+use crate::postgres::ParamsError;
 
 /// An `ErrorResponse` from the server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -203,8 +205,17 @@ pub enum SourceError {
         #[source]
         error: ParseError,
         /// Where the message sat in the WAL.
-        wal_start: super::message::Lsn,
+        wal_start: Lsn,
     },
+}
+
+impl From<ParamsError> for SourceError {
+    fn from(e: ParamsError) -> Self {
+        match e {
+            ParamsError::Config(m) => SourceError::Config(m),
+            ParamsError::Tls(m) => SourceError::Tls(m),
+        }
+    }
 }
 
 impl SourceError {

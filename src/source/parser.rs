@@ -33,9 +33,10 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::message::{
-    CdcMessage, ColumnKind, ColumnRef, Lsn, PrepareInfo, Relation, RelationColumn, ReplicaIdentity,
+    CdcMessage, ColumnKind, ColumnRef, PrepareInfo, Relation, RelationColumn, ReplicaIdentity,
     TupleData, TypeInfo, Xid, MAX_VALUE_LEN,
 };
+use crate::lsn::Lsn;
 
 /// A pgoutput message tag, printed as the character the protocol documents.
 #[derive(Copy, Clone, PartialEq, Eq)]

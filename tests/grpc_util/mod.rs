@@ -12,7 +12,7 @@ use std::time::Duration;
 use dbmazz::engine::{PipelineHandle, Pipelines};
 use dbmazz::grpc::state::{SharedState, Stage};
 use dbmazz::grpc::{GrpcError, GrpcServer, GrpcSettings, SlotInspector};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use dbmazz::engine::EngineSettings;
 use dbmazz::grpc::state::{SharedState, Stage};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use dbmazz_testkit::{compare, PgConfig};
 use mysql_async::prelude::Queryable;
 

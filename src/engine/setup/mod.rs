@@ -47,7 +47,7 @@ pub async fn run(
     store: &StateStore,
     sink: &StarRocksSink,
 ) -> Result<Prepared, SetupError> {
-    let client = crate::source::sql::connect_sql(&settings.source_url)
+    let client = crate::postgres::connect(&settings.source_url)
         .await
         .map_err(|e| SetupError::PgConnect {
             endpoint: endpoint_of(&settings.source_url),
