@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ConfirmWatch, Running, Stack};
-use dbmazz::grpc::state::Stage;
+use dbmazz::engine::status::Stage;
 
 const T: Duration = Duration::from_secs(60);
 

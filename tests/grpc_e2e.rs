@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Stack;
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::Pipelines;
 use dbmazz::grpc::pb;
 use dbmazz::grpc::pb::control_service_client::ControlServiceClient;
 use dbmazz::grpc::pb::health_service_client::HealthServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
-use dbmazz::grpc::state::Stage;
 use dbmazz::grpc::{GrpcSettings, PgSlotInspector, SlotInspector};
 use dbmazz::lsn::Lsn;
 use grpc_util::{settings, with_token};
@@ -53,13 +53,13 @@ async fn start(stack: &Stack) -> (common::Running, grpc_util::Running) {
 
 async fn start_with(
     stack: &Stack,
-    engine: dbmazz::engine::EngineSettings,
+    engine: dbmazz::engine::EngineSettings<dbmazz::sink::starrocks::StarRocksSettings>,
 ) -> (common::Running, grpc_util::Running) {
     let run = common::Running::start(engine);
     let pipelines = Pipelines::new();
     pipelines.insert(run.handle.clone());
     let inspector = Arc::new(PgSlotInspector::new());
-    inspector.set_source(common::JOB, &stack.pg.url(common::DB));
+    inspector.set_source(common::JOB, stack.pg.url(common::DB));
     let srv = grpc_util::Running::start_with(
         GrpcSettings {
             control_token: Some(TOKEN.into()),
@@ -139,7 +139,10 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     assert!(r.reached, "{r:?}");
     assert_eq!(r.stage, pb::Stage::Paused as i32);
     let state = run.state().clone();
-    let loads_before = state.loads_ok.load(std::sync::atomic::Ordering::Relaxed);
+    let loads_before = state
+        .sink
+        .loads_ok
+        .load(std::sync::atomic::Ordering::Relaxed);
     let checkpoint_before = stack.checkpoint().await;
     let count_before = sink_count(&stack).await;
     assert_eq!(count_before, 100);
@@ -171,7 +174,10 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     }
     assert!(checks >= 20);
     assert_eq!(
-        state.loads_ok.load(std::sync::atomic::Ordering::Relaxed),
+        state
+            .sink
+            .loads_ok
+            .load(std::sync::atomic::Ordering::Relaxed),
         loads_before
     );
     // Healthy while paused on purpose, and the same walsender is still attached
@@ -244,10 +250,7 @@ async fn drain_and_stop_leaves_checkpoint_confirmed_and_last_commit_equal() {
     // Everything is received (read), nothing is loaded yet: the drain has work.
     let state = run.state().clone();
     assert!(
-        grpc_util::eventually(60, || dbmazz::grpc::state::SharedState::lsn(
-            &state.received_lsn
-        ) >= last_commit)
-        .await,
+        grpc_util::eventually(60, || state.pipeline.received_lsn.get() >= last_commit).await,
         "the engine did not receive up to {last_commit}"
     );
     let before: Option<Lsn> = stack.checkpoint().await.map(|c| c.parse().expect("lsn"));

@@ -6,11 +6,11 @@ mod grpc_util;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::Pipelines;
 use dbmazz::grpc::pb;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
 use dbmazz::grpc::prometheus as prom;
-use dbmazz::grpc::state::Stage;
 use dbmazz::grpc::{PgSlotInspector, SlotInspector};
 use dbmazz_testkit::{PgCluster, StopMode};
 use grpc_util::{http_get, settings, Running};

@@ -6,7 +6,7 @@
 mod common;
 mod scenario;
 
-use dbmazz::sink::encode::DeleteMode;
+use dbmazz::config::DeleteMode;
 use scenario::{row, run_all, Scenario, NULL};
 
 const DDL: &str = "CREATE TABLE item (id int PRIMARY KEY, v text, n int);";

@@ -5,7 +5,7 @@
 mod common;
 mod scenario;
 
-use dbmazz::sink::encode::DeleteMode;
+use dbmazz::config::DeleteMode;
 use scenario::{row, run_all, Scenario, NULL};
 
 const DDL: &str = "CREATE TABLE acct (id int PRIMARY KEY, name text, bal int);";

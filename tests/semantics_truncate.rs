@@ -7,7 +7,7 @@
 mod common;
 mod scenario;
 
-use dbmazz::pipeline::TruncatePolicy;
+use dbmazz::config::TruncateMode;
 use scenario::{row, run_all, Scenario};
 
 const DDL: &str = "
@@ -62,7 +62,7 @@ async fn apply_truncates_the_sink_in_stream_order(s: Scenario<'_>) {
 
 async fn soft_truncate_marks_earlier_rows_deleted(s: Scenario<'_>) {
     let mut s = s;
-    s.settings.sink.truncate = TruncatePolicy::Soft;
+    s.settings.sink.truncate = TruncateMode::Soft;
     s.sql(DDL).await;
     s.sink_sql(SINK_DDL).await;
     let run = s.start().await;
@@ -103,7 +103,7 @@ async fn soft_truncate_marks_earlier_rows_deleted(s: Scenario<'_>) {
 
 async fn fail_mode_stops_before_the_truncate(s: Scenario<'_>) {
     let mut s = s;
-    s.settings.sink.truncate = TruncatePolicy::Fail;
+    s.settings.sink.truncate = TruncateMode::Fail;
     s.sql(DDL).await;
     s.sink_sql(SINK_DDL).await;
     let run = s.start().await;

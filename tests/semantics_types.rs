@@ -12,7 +12,7 @@ mod common;
 mod scenario;
 
 use dbmazz::pipeline::schema_cache::ColumnSchema;
-use dbmazz::sink::catalog::{starrocks_type, Dialect};
+use dbmazz::sink::starrocks::catalog::{starrocks_type, Dialect};
 use dbmazz::source::values::{PgType, TypeRegistry};
 use mysql_async::prelude::Queryable;
 use scenario::{run_all, Scenario, NULL};

@@ -7,14 +7,15 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Running, Stack, DB, SLOT};
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::EngineSettings;
-use dbmazz::grpc::state::Stage;
+use dbmazz::sink::starrocks::StarRocksSettings;
 use dbmazz_testkit::PgConfig;
 
 const T: Duration = Duration::from_secs(60);
 
 /// Runs the engine until it records an error; returns (stage, message).
-async fn first_error(settings: EngineSettings) -> (Stage, String) {
+async fn first_error(settings: EngineSettings<StarRocksSettings>) -> (Stage, String) {
     let run = Running::start(settings);
     let start = Instant::now();
     loop {
@@ -32,7 +33,7 @@ async fn first_error(settings: EngineSettings) -> (Stage, String) {
     }
 }
 
-async fn expect_blocked(settings: EngineSettings, fragments: &[&str]) {
+async fn expect_blocked(settings: EngineSettings<StarRocksSettings>, fragments: &[&str]) {
     let (stage, msg) = first_error(settings).await;
     assert_eq!(stage, Stage::Failed, "{msg}");
     for f in fragments {
@@ -40,7 +41,7 @@ async fn expect_blocked(settings: EngineSettings, fragments: &[&str]) {
     }
 }
 
-async fn expect_retrying(settings: EngineSettings, fragments: &[&str]) {
+async fn expect_retrying(settings: EngineSettings<StarRocksSettings>, fragments: &[&str]) {
     let (stage, msg) = first_error(settings).await;
     assert_ne!(
         stage,
@@ -70,7 +71,7 @@ async fn pg_connect_names_the_endpoint_and_is_retried() {
     let stack = Stack::start().await;
     let mut s = stack.settings(&["t"]);
     let closed = dbmazz_testkit::free_port();
-    s.source_url = format!("postgres://postgres@127.0.0.1:{closed}/{DB}");
+    s.source_url = format!("postgres://postgres@127.0.0.1:{closed}/{DB}").into();
     expect_retrying(
         s,
         &[
@@ -100,7 +101,7 @@ async fn pg_role_without_replication_is_named() {
         .source_sql("CREATE ROLE app LOGIN; GRANT ALL ON t TO app")
         .await;
     let mut s = stack.settings(&["t"]);
-    s.source_url = url_for_role(&stack, "app");
+    s.source_url = url_for_role(&stack, "app").into();
     expect_blocked(s, &["Role 'app'", "WITH REPLICATION"]).await;
 }
 
@@ -151,7 +152,7 @@ async fn pg_replica_identity_cannot_be_altered_by_a_non_owner() {
         .source_sql("CREATE ROLE repl LOGIN REPLICATION; GRANT ALL ON t TO repl; GRANT CREATE ON DATABASE app TO repl")
         .await;
     let mut s = stack.settings(&["t"]);
-    s.source_url = url_for_role(&stack, "repl");
+    s.source_url = url_for_role(&stack, "repl").into();
     expect_blocked(
         s,
         &[
@@ -173,7 +174,7 @@ async fn pg_publication_cannot_be_created_by_a_non_owner() {
         )
         .await;
     let mut s = stack.settings(&["t"]);
-    s.source_url = url_for_role(&stack, "repl");
+    s.source_url = url_for_role(&stack, "repl").into();
     expect_blocked(
         s,
         &[
@@ -509,7 +510,7 @@ async fn checkpoint_store_without_create_privilege() {
     with_table(&stack).await;
     stack.source_sql("CREATE ROLE nocreate LOGIN").await;
     let mut s = stack.settings(&["t"]);
-    s.checkpoint_url = url_for_role(&stack, "nocreate");
+    s.checkpoint_url = url_for_role(&stack, "nocreate").into();
     expect_blocked(
         s,
         &[

@@ -22,7 +22,7 @@ use source_util::Fixture;
 /// Streams from `start` until `target` XLogData payloads arrived or the stream is
 /// idle for two seconds.
 async fn capture(cfg: &SourceConfig, target: usize) -> Vec<Vec<u8>> {
-    let params = ConnParams::parse(&cfg.url).expect("url");
+    let params = ConnParams::parse(cfg.url.expose()).expect("url");
     let mut conn = ReplicationConnection::connect(
         &params,
         &cfg.slot,

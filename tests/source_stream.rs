@@ -264,7 +264,7 @@ async fn definite_errors_name_the_fix() {
 
     fx.sql("CREATE ROLE plain LOGIN");
     let mut cfg = fx.config();
-    cfg.url = format!("postgres://plain@127.0.0.1:{}/postgres", fx.pg.port());
+    cfg.url = format!("postgres://plain@127.0.0.1:{}/postgres", fx.pg.port()).into();
     let e = SourceStream::start(cfg)
         .await
         .expect_err("no replication attribute");
@@ -278,7 +278,7 @@ async fn definite_errors_name_the_fix() {
     assert!(matches!(e, SourceError::SlotUnusable { .. }), "{e}");
 
     let mut cfg = fx.config();
-    cfg.url = format!("postgres://postgres@127.0.0.1:{}/nodb", fx.pg.port());
+    cfg.url = format!("postgres://postgres@127.0.0.1:{}/nodb", fx.pg.port()).into();
     let e = SourceStream::start(cfg).await.expect_err("no database");
     assert!(!e.is_transient(), "{e}");
 }

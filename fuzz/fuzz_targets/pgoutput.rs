@@ -17,6 +17,10 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../src/lsn.rs"]
 mod lsn;
 
+#[allow(dead_code)]
+#[path = "../../src/clock.rs"]
+mod clock;
+
 #[allow(dead_code, unused_imports)]
 #[path = "../../src/source"]
 mod source {

@@ -15,7 +15,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::grpc::state::unix_micros;
+use crate::clock::unix_micros;
+use crate::config::Secret;
 use crate::lsn::Lsn;
 use crate::postgres::slot::{self, SlotError};
 
@@ -59,7 +60,7 @@ pub trait SlotInspector: Send + Sync + 'static {
 /// source is opened on first use and reopened after a failure.
 #[derive(Default)]
 pub struct PgSlotInspector {
-    sources: RwLock<HashMap<String, String>>,
+    sources: RwLock<HashMap<String, Secret>>,
     /// One connection per job, each behind its own lock so a slow server only
     /// delays its own pipeline's inspection.
     clients: Mutex<HashMap<String, ClientSlot>>,
@@ -87,9 +88,9 @@ impl PgSlotInspector {
     }
 
     /// Sets (or replaces) the source database URL of pipeline `job_id`.
-    pub fn set_source(&self, job_id: &str, url: &str) {
+    pub fn set_source(&self, job_id: &str, url: impl Into<Secret>) {
         if let Ok(mut m) = self.sources.write() {
-            m.insert(job_id.to_owned(), url.to_owned());
+            m.insert(job_id.to_owned(), url.into());
         }
         // A new URL must not reuse a connection to the old one.
         self.clients

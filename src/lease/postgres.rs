@@ -19,13 +19,14 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 use super::{FleetView, Lease, LeaseError, LeaseGuard};
+use crate::config::Secret;
 use crate::postgres::sql::{create_if_absent, db_message, quote_ident};
 
 const BACKEND: &str = "postgres";
 
 /// Lease backend on a PostgreSQL database.
 pub struct PgLease {
-    url: String,
+    url: Secret,
     schema: String,
     ttl: Duration,
     client: Mutex<Option<Client>>,
@@ -50,9 +51,9 @@ fn unavailable(context: &str) -> impl FnOnce(tokio_postgres::Error) -> LeaseErro
 impl PgLease {
     /// A backend on `url` (libpq URL) keeping its tables in `schema`. Connects lazily
     /// and again after a lost connection.
-    pub fn new(url: &str, schema: &str, ttl: Duration) -> Self {
+    pub fn new(url: &Secret, schema: &str, ttl: Duration) -> Self {
         PgLease {
-            url: url.to_owned(),
+            url: url.clone(),
             schema: schema.to_owned(),
             ttl,
             client: Mutex::new(None),

@@ -14,11 +14,12 @@ use tokio_postgres::{Client, Config};
 
 use super::conn::{ConnParams, ConnectError, SslMode};
 use super::tls;
+use crate::config::Secret;
 
 /// Connects to `url` for ordinary SQL; the connection task runs on the current
 /// runtime and ends when the client is dropped.
-pub async fn connect(url: &str) -> Result<Client, ConnectError> {
-    let p = ConnParams::parse(url)?;
+pub async fn connect(url: &Secret) -> Result<Client, ConnectError> {
+    let p = ConnParams::parse(url.expose())?;
     let mut cfg = Config::new();
     cfg.host(&p.host)
         .port(p.port)

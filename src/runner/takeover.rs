@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Secret;
 use crate::postgres::slot;
 
 /// What the takeover found.
@@ -35,7 +36,7 @@ pub struct TakeoverReport {
 /// the slot to be free. Errors are returned as text for the log: the engine's setup
 /// checks the slot again and retries on its own.
 pub async fn free_slot(
-    source_url: &str,
+    source_url: &Secret,
     slot_name: &str,
     wait: Duration,
     cancel: &CancellationToken,

@@ -2,10 +2,10 @@
 //! START_REPLICATION, status interval, buffering and reconnection, and what the
 //! server reported when streaming started.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::error::SourceError;
+use crate::config::Secret;
 use crate::lsn::Lsn;
 use crate::state_store::Checkpointed;
 
@@ -41,10 +41,10 @@ impl Default for ReconnectPolicy {
 }
 
 /// Everything the replication source needs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SourceConfig {
-    /// libpq URL or key/value string (contains the password; never logged).
-    pub url: String,
+    /// libpq URL or key/value string.
+    pub url: Secret,
     /// Logical replication slot (pgoutput).
     pub slot: String,
     /// Publication to stream.
@@ -69,27 +69,11 @@ pub struct SourceConfig {
     pub reconnect: ReconnectPolicy,
 }
 
-impl fmt::Debug for SourceConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SourceConfig")
-            .field("url", &"<redacted>")
-            .field("slot", &self.slot)
-            .field("publication", &self.publication)
-            .field("start_lsn", &self.start_lsn)
-            .field("streaming", &self.streaming)
-            .field("messages", &self.messages)
-            .field("two_phase", &self.two_phase)
-            .field("status_interval", &self.status_interval)
-            .field("channel_capacity", &self.channel_capacity)
-            .finish()
-    }
-}
-
 impl SourceConfig {
     /// A config with the defaults: streaming off, no messages, no two-phase, status
     /// every 5 s, 64 chunks of buffer, 30 s connect timeout.
     pub fn new(
-        url: impl Into<String>,
+        url: impl Into<Secret>,
         slot: impl Into<String>,
         publication: impl Into<String>,
     ) -> Self {

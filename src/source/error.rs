@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::parser::ParseError;
 use super::wal::FrameError;
+use crate::error::ErrorKind;
 use crate::lsn::Lsn;
 use crate::postgres::ParamsError;
 
@@ -219,16 +220,28 @@ impl From<ParamsError> for SourceError {
 }
 
 impl SourceError {
-    /// True when reconnecting and resuming from the durable LSN can get past the error.
-    pub fn is_transient(&self) -> bool {
-        match self {
+    /// Transient when reconnecting and resuming from the durable LSN can get past the
+    /// error (the stream does that itself first), definite otherwise: the message
+    /// names the fix.
+    pub fn kind(&self) -> ErrorKind {
+        let transient = match self {
             SourceError::Connect { .. }
             | SourceError::Timeout { .. }
             | SourceError::Io(_)
             | SourceError::Closed(_) => true,
             SourceError::Server(e) => e.is_transient(),
             _ => false,
+        };
+        if transient {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Definite
         }
+    }
+
+    /// True when the error is [`ErrorKind::Transient`].
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
     }
 
     /// Turns a server error into the typed error that names the fix, where one is known.

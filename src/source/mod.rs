@@ -107,7 +107,7 @@ impl SourceStream {
     /// later transient errors are retried inside the stream.
     pub async fn start(config: SourceConfig) -> Result<Self, SourceError> {
         config.validate()?;
-        let params = ConnParams::parse(&config.url)?;
+        let params = ConnParams::parse(config.url.expose())?;
         let start = config.start_lsn.map(|c| c.lsn()).unwrap_or(Lsn::ZERO);
         let (conn, info) = connect_and_start(&config, &params, start).await?;
         tracing::info!(

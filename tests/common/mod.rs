@@ -8,11 +8,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dbmazz::config::{DeleteMode, Secret, TruncateMode};
+use dbmazz::engine::status::{SharedState, Stage};
 use dbmazz::engine::{self, EngineSettings, PipelineHandle};
-use dbmazz::grpc::state::{SharedState, Stage};
-use dbmazz::pipeline::{BatchLimits, TruncatePolicy};
-use dbmazz::sink::catalog::CatalogSettings;
-use dbmazz::sink::encode::DeleteMode;
+use dbmazz::pipeline::BatchLimits;
+use dbmazz::sink::starrocks::catalog::CatalogSettings;
 use dbmazz::sink::starrocks::StarRocksSettings;
 use dbmazz_testkit::{compare, MariaDb, PgCluster};
 use mysql_async::prelude::Queryable;
@@ -135,11 +135,11 @@ impl Stack {
     }
 
     /// Engine settings for `tables` (public schema) with small batches.
-    pub fn settings(&self, tables: &[&str]) -> EngineSettings {
+    pub fn settings(&self, tables: &[&str]) -> EngineSettings<StarRocksSettings> {
         let url = self.pg.url(DB);
         EngineSettings {
             job_id: JOB.into(),
-            source_url: url.clone(),
+            source_url: Secret::from(&url),
             tables: tables
                 .iter()
                 .map(|t| ("public".to_owned(), (*t).to_owned(), (*t).to_owned()))
@@ -147,7 +147,7 @@ impl Stack {
             slot: SLOT.into(),
             publication: PUBLICATION.into(),
             replica_identity_full: true,
-            checkpoint_url: url,
+            checkpoint_url: url.into(),
             checkpoint_schema: "dbmazz".into(),
             epoch: 0,
             limits: BatchLimits {
@@ -159,17 +159,17 @@ impl Stack {
                 fe_url: self.emu().fe_url(),
                 database: SINK_DB.into(),
                 user: "root".into(),
-                password: String::new(),
+                password: Secret::default(),
                 label_prefix: "dbmazz".into(),
                 job_id: JOB.into(),
                 delete_mode: DeleteMode::Soft,
-                truncate: TruncatePolicy::Apply,
+                truncate: TruncateMode::Apply,
                 load_timeout: Duration::from_secs(60),
                 catalog: CatalogSettings {
                     host: "127.0.0.1".into(),
                     port: self.maria.port(),
                     user: "root".into(),
-                    password: String::new(),
+                    password: Secret::default(),
                     database: SINK_DB.into(),
                 },
             },
@@ -286,7 +286,7 @@ pub struct Running {
 
 impl Running {
     /// Starts the engine.
-    pub fn start(settings: EngineSettings) -> Running {
+    pub fn start(settings: EngineSettings<StarRocksSettings>) -> Running {
         let state = Arc::new(SharedState::new(
             &settings.job_id,
             &settings.slot,

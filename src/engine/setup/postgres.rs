@@ -7,27 +7,17 @@ use tokio_postgres::Client;
 
 use super::error::SetupError;
 use crate::lsn::Lsn;
-use crate::pipeline::schema_cache::{ColumnSchema, TableSpec};
+use crate::pipeline::schema_cache::{ColumnSchema, SourceTable, TableSpec};
 use crate::postgres::slot::{self, SlotError};
 use crate::postgres::sql::{db_message, qualified, quote_ident};
 use crate::source::values::{PgType, TypeRegistry};
 use crate::state_store::Checkpoint;
 
-/// A configured table as setup found it.
-#[derive(Clone, Debug)]
-pub struct PgTable {
-    /// Spec (names and key).
-    pub spec: TableSpec,
-    /// Current columns (as the catalog describes them; the stream's Relation
-    /// messages are authoritative once streaming).
-    pub columns: Vec<ColumnSchema>,
-}
-
 /// What PostgreSQL setup established.
 #[derive(Clone, Debug)]
 pub struct PgSetup {
     /// Tables in configuration order.
-    pub tables: Vec<PgTable>,
+    pub tables: Vec<SourceTable>,
     /// Database the source connects to.
     pub database: String,
     /// Slot's `confirmed_flush_lsn` (or the consistent point of a new slot).
@@ -101,7 +91,7 @@ async fn table(
     name: &str,
     sink_table: &str,
     set_full: bool,
-) -> Result<PgTable, SetupError> {
+) -> Result<SourceTable, SetupError> {
     let shown = format!("{schema}.{name}");
     let row = client
         .query_opt(
@@ -204,7 +194,7 @@ async fn table(
             })
         }
     }
-    Ok(PgTable {
+    Ok(SourceTable {
         spec: TableSpec {
             schema: schema.to_owned(),
             name: name.to_owned(),
@@ -218,7 +208,7 @@ async fn table(
 async fn publication(
     client: &Client,
     publication: &str,
-    tables: &[PgTable],
+    tables: &[SourceTable],
 ) -> Result<(), SetupError> {
     let all: Vec<String> = tables
         .iter()
