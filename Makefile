@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy nextest build docs deny bench semantics semantics-long soak chaos
+.PHONY: help demo test deps fmt-check clippy nextest layers build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,8 +28,11 @@ fmt-check: ## cargo fmt --check
 clippy: ## cargo clippy on every target, warnings are errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-nextest: ## Build and run the whole test suite with cargo nextest
+nextest: ## Build and run the whole test suite with cargo nextest (includes the layering check)
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+layers: ## Check the module graph of src/: no import circle, no upward import (docs/architecture.md)
+	$(CARGO) test --locked -p dbmazz-modgraph
 
 CARGO_DENY ?= $(shell command -v cargo-deny 2>/dev/null || echo target/tools/cargo-deny/bin/cargo-deny)
 
