@@ -386,25 +386,9 @@ pub(super) fn load_from(env: &Env) -> Result<Loaded, ConfigError> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
 
-    let mut jobs = Vec::new();
-    let mut job_origins = Vec::new();
     let mut all_jobs_ok = true;
-    match &jobs_path {
-        None => {
-            let mut r = Reader {
-                env,
-                layers: vec![Layer::Env { file_mode: false }],
-                problems: &mut problems,
-                origins: BTreeMap::new(),
-            };
-            match read_job(&mut r) {
-                Some(j) => {
-                    jobs.push(j);
-                    job_origins.push(r.origins);
-                }
-                None => all_jobs_ok = false,
-            }
-        }
+    let file: Option<JobsFile> = match &jobs_path {
+        None => None,
         Some(path) => {
             for spec in registry::VARS.iter().filter(|s| s.per_job) {
                 for name in std::iter::once(spec.name).chain(spec.alias) {
@@ -433,30 +417,44 @@ pub(super) fn load_from(env: &Env) -> Result<Loaded, ConfigError> {
                             accepted: None,
                         });
                     }
+                    None
                 }
-                Ok(file) => {
-                    let file: JobsFile = file;
-                    for section in &file.jobs {
-                        let mut r = Reader {
-                            env,
-                            layers: vec![
-                                Layer::File(section, &file.display),
-                                Layer::File(&file.defaults, &file.display),
-                                Layer::Env { file_mode: true },
-                            ],
-                            problems: &mut problems,
-                            origins: BTreeMap::new(),
-                        };
-                        match read_job(&mut r) {
-                            Some(j) => {
-                                jobs.push(j);
-                                job_origins.push(r.origins);
-                            }
-                            None => all_jobs_ok = false,
-                        }
-                    }
-                }
+                Ok(file) => Some(file),
             }
+        }
+    };
+    // Where each job's values come from: the environment alone, or the job's own
+    // section, then `[defaults]`, then the environment.
+    let job_layers: Vec<Vec<Layer<'_>>> = match (&jobs_path, &file) {
+        (None, _) => vec![vec![Layer::Env { file_mode: false }]],
+        (Some(_), Some(file)) => file
+            .jobs
+            .iter()
+            .map(|section| {
+                vec![
+                    Layer::File(section, &file.display),
+                    Layer::File(&file.defaults, &file.display),
+                    Layer::Env { file_mode: true },
+                ]
+            })
+            .collect(),
+        (Some(_), None) => Vec::new(),
+    };
+    let mut jobs = Vec::new();
+    let mut job_origins = Vec::new();
+    for layers in job_layers {
+        let mut r = Reader {
+            env,
+            layers,
+            problems: &mut problems,
+            origins: BTreeMap::new(),
+        };
+        match read_job(&mut r) {
+            Some(j) => {
+                jobs.push(j);
+                job_origins.push(r.origins);
+            }
+            None => all_jobs_ok = false,
         }
     }
 

@@ -60,6 +60,15 @@ pub fn display_ident(ident: &str) -> String {
     }
 }
 
+/// `value` when no problem was found, else every problem.
+fn gathered<T>(value: T, problems: Vec<String>) -> Result<T, Vec<String>> {
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Splits a comma-separated list of table references.
 ///
 /// Every problem found is returned (not only the first), each naming the entry.
@@ -108,11 +117,7 @@ pub fn parse_table_list(text: &str) -> Result<Vec<TableName>, Vec<String>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(tables)
-    } else {
-        Err(problems)
-    }
+    gathered(tables, problems)
 }
 
 /// Parses exactly one table reference (used for list elements of the jobs file and for
@@ -177,11 +182,7 @@ pub fn parse_map_pairs(text: &str) -> Result<Vec<(TableName, String)>, Vec<Strin
             break;
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    gathered(out, problems)
 }
 
 /// Checks a StarRocks table name: letters, digits and `_`, not starting with a digit,

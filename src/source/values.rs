@@ -458,42 +458,33 @@ fn is_decimal(b: &[u8]) -> bool {
 
 /// JSON number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 fn is_json_number(b: &[u8]) -> bool {
-    let mut i = 0;
-    let n = b.len();
-    if i < n && b[i] == b'-' {
-        i += 1;
-    }
-    let start = i;
-    while i < n && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    if i == start || (b[start] == b'0' && i - start > 1) {
+    // The number of ASCII digits at the start of `b`.
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut rest = b.strip_prefix(b"-").unwrap_or(b);
+    let int = digits(rest);
+    if int == 0 || (rest[0] == b'0' && int > 1) {
         return false;
     }
-    if i < n && b[i] == b'.' {
-        i += 1;
-        let s = i;
-        while i < n && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s {
+    rest = &rest[int..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = digits(frac);
+        if n == 0 {
             return false;
         }
+        rest = &frac[n..];
     }
-    if i < n && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < n && (b[i] == b'+' || b[i] == b'-') {
-            i += 1;
-        }
-        let s = i;
-        while i < n && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s {
+    if let Some(exp) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let exp = exp
+            .strip_prefix(b"+")
+            .or_else(|| exp.strip_prefix(b"-"))
+            .unwrap_or(exp);
+        let n = digits(exp);
+        if n == 0 {
             return false;
         }
+        rest = &exp[n..];
     }
-    i == n
+    rest.is_empty()
 }
 
 const ESCAPE: [u8; 256] = {

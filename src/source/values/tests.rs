@@ -189,3 +189,17 @@ fn codec_errors_name_the_column() {
     assert!(e.to_string().contains("public.t.price"));
     assert!(out.is_empty());
 }
+
+#[test]
+fn json_number_grammar() {
+    for ok in [
+        "0", "-0", "1", "42", "0.5", "-1.25", "1e10", "1E+5", "-1.5e-3", "2.0E07",
+    ] {
+        assert!(is_json_number(ok.as_bytes()), "{ok} rejected");
+    }
+    for bad in [
+        "", "-", "01", "-01", "1.", ".5", "1e", "1e+", "NaN", "1.5x", "--1", "+1", "1e5.0",
+    ] {
+        assert!(!is_json_number(bad.as_bytes()), "{bad} accepted");
+    }
+}
