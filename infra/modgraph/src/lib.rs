@@ -231,42 +231,34 @@ pub fn strip(text: &str) -> String {
                 blank(&mut out, c[i]);
                 i += 1;
             }
-        } else if ch == '"' {
-            out.push(' ');
-            i += 1;
-            while i < c.len() && c[i] != '"' {
-                if c[i] == '\\' {
-                    blank(&mut out, c[i]);
-                    i += 1;
-                }
-                if i < c.len() {
-                    blank(&mut out, c[i]);
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            i += 1;
-        } else if ch == '\'' && is_char_literal(&c, i) {
-            out.push(' ');
-            i += 1;
-            while i < c.len() && c[i] != '\'' {
-                if c[i] == '\\' {
-                    out.push(' ');
-                    i += 1;
-                }
-                if i < c.len() {
-                    blank(&mut out, c[i]);
-                    i += 1;
-                }
-            }
-            out.push(' ');
-            i += 1;
+        } else if ch == '"' || (ch == '\'' && is_char_literal(&c, i)) {
+            i = blank_quoted(&c, i, &mut out);
         } else {
             out.push(ch);
             i += 1;
         }
     }
     out
+}
+
+/// Blanks the string or character literal opening at `i` (escapes included, line
+/// breaks kept); returns the index after its closing quote.
+fn blank_quoted(c: &[char], mut i: usize, out: &mut String) -> usize {
+    let quote = c[i];
+    out.push(' ');
+    i += 1;
+    while i < c.len() && c[i] != quote {
+        if c[i] == '\\' {
+            out.push(' ');
+            i += 1;
+        }
+        if let Some(&ch) = c.get(i) {
+            out.push(if ch == '\n' { '\n' } else { ' ' });
+            i += 1;
+        }
+    }
+    out.push(' ');
+    i + 1
 }
 
 /// Length of a raw string opener (`r"`, `r#"`, `br##"` …) at `i`, if one starts there.
