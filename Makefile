@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: help demo test deps fmt-check clippy deploy-lint nextest nextest-pg test-pg-matrix build docs deny bench semantics semantics-long soak chaos
+.PHONY: help demo test deps fmt-check clippy deploy-lint nextest nextest-pg test-pg-matrix layers build docs deny bench semantics semantics-long soak chaos
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -41,7 +41,7 @@ PG_EXTRA ?= 18
 PG_VERSIONS ?= 15 16 17 18
 PG_VERSION_TESTS := binary(=source) | binary(=semantics) | binary(=chaos) | binary(=postgres_versions)
 
-nextest: ## Build and run the whole test suite with cargo nextest, on PostgreSQL PG_DEFAULT (15)
+nextest: ## Build and run the whole test suite with cargo nextest (includes the layering check), on PostgreSQL PG_DEFAULT (15)
 	DBMAZZ_TEST_PG=$(PG_DEFAULT) $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 # One nextest run per version; every version runs even when one fails, the target
@@ -60,6 +60,9 @@ nextest-pg: ## The version-dependent tests (PG_VERSION_TESTS) again on PG_EXTRA 
 
 test-pg-matrix: deps ## The version-dependent tests on every PostgreSQL version in PG_VERSIONS (15 16 17 18)
 	$(call pg_runs,$(PG_VERSIONS))
+
+layers: ## Check the module graph of src/: no import circle, no upward import (docs/architecture.md)
+	$(CARGO) test --locked -p dbmazz-modgraph
 
 CARGO_DENY ?= $(shell command -v cargo-deny 2>/dev/null || echo target/tools/cargo-deny/bin/cargo-deny)
 

@@ -11,7 +11,7 @@
 //!
 //! Every variable is declared once in [`registry`]: its default, accepted values and
 //! description drive the loader, the messages, `dbmazz check` and the reference in
-//! README.md. Rules:
+//! README.md ([`mod@reference`]). Rules:
 //!
 //! - Start-up stops on any invalid value; all problems are reported together.
 //! - A variable set to the empty string is an error unless the empty string means
@@ -28,6 +28,8 @@
 
 pub mod jobs_file;
 mod load;
+mod reader;
+pub mod reference;
 pub mod registry;
 mod report;
 mod secret;
@@ -365,7 +367,7 @@ pub fn load_env() -> Result<Loaded, ConfigError> {
             (Err(_), _) => {}
         }
     }
-    let env = load::Env::new(vars, bad);
+    let env = reader::Env::new(vars, bad);
     load::load_from(&env)
 }
 
@@ -376,7 +378,7 @@ where
     K: Into<String>,
     V: Into<String>,
 {
-    let env = load::Env::new(
+    let env = reader::Env::new(
         vars.into_iter().map(|(k, v)| (k.into(), v.into())),
         Vec::new(),
     );

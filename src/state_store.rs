@@ -19,7 +19,10 @@ use std::fmt;
 
 use tokio_postgres::Client;
 
-use crate::source::Lsn;
+use crate::config::Secret;
+use crate::error::ErrorKind;
+use crate::lsn::Lsn;
+use crate::postgres::sql::{create_if_absent, db_message, quote_ident};
 
 /// Errors of the checkpoint store.
 #[derive(Debug, thiserror::Error)]
@@ -73,17 +76,21 @@ impl StateStoreError {
         let context = context.into();
         move |e| StateStoreError::Postgres {
             context,
-            detail: crate::source::sql::db_message(&e),
+            detail: db_message(&e),
         }
     }
 
-    /// True when retrying later can help (connection problems), false for fencing
-    /// and invalid rows.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            StateStoreError::Postgres { .. } | StateStoreError::Connect(_)
-        )
+    /// Transient for connection problems and failed statements (retrying later can
+    /// help), fenced when a newer lease epoch owns the row, definite for invalid rows
+    /// and a checkpoint that would move backwards.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            StateStoreError::Postgres { .. } | StateStoreError::Connect(_) => ErrorKind::Transient,
+            StateStoreError::Fenced { .. } => ErrorKind::Fenced,
+            StateStoreError::Regression { .. } | StateStoreError::Corrupt { .. } => {
+                ErrorKind::Definite
+            }
+        }
     }
 }
 
@@ -134,16 +141,11 @@ impl fmt::Debug for StateStore {
     }
 }
 
-/// Quotes an SQL identifier.
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 impl StateStore {
     /// Connects to `url` (a libpq-style URL or key/value string) and makes sure the
     /// schema and table exist.
-    pub async fn connect(url: &str, schema: &str) -> Result<Self, StateStoreError> {
-        let client = crate::source::sql::connect_sql(url)
+    pub async fn connect(url: &Secret, schema: &str) -> Result<Self, StateStoreError> {
+        let client = crate::postgres::connect(url)
             .await
             .map_err(|e| StateStoreError::Connect(e.to_string()))?;
         let store = StateStore {
@@ -167,23 +169,9 @@ impl StateStore {
             schema = quote_ident(schema),
             table = self.table
         );
-        let mut attempt = 0;
-        loop {
-            match self.client.batch_execute(&sql).await {
-                Ok(()) => return Ok(()),
-                // Two workers creating the schema or table at the same moment: the
-                // loser sees a unique violation on the catalog; once more finds them.
-                Err(e)
-                    if attempt < 3
-                        && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-                {
-                    attempt += 1;
-                }
-                Err(e) => {
-                    return Err(StateStoreError::pg("creating the dbmazz_checkpoints table")(e))
-                }
-            }
-        }
+        create_if_absent(&self.client, &sql)
+            .await
+            .map_err(StateStoreError::pg("creating the dbmazz_checkpoints table"))
     }
 
     /// Loads the checkpoint of `job`, if any.
@@ -313,6 +301,85 @@ impl StateStore {
     pub fn resume_point(&self, checkpoint: &Checkpoint) -> Checkpointed {
         Checkpointed {
             lsn: checkpoint.lsn,
+        }
+    }
+}
+
+/// A checkpoint table in memory with the same fencing and ordering rules as
+/// [`StateStore::commit`], for unit tests of the engine.
+#[cfg(test)]
+pub(crate) mod memory {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use super::{Checkpointed, StateStoreError};
+    use crate::lsn::Lsn;
+
+    #[derive(Debug, Default)]
+    struct Rows {
+        rows: HashMap<String, (Lsn, i64)>,
+        commits: u64,
+        unreachable: u32,
+    }
+
+    /// Checkpoints by job: `(lsn, epoch)`.
+    #[derive(Clone, Debug, Default)]
+    pub(crate) struct MemoryCheckpoints(Arc<Mutex<Rows>>);
+
+    impl MemoryCheckpoints {
+        fn lock(&self) -> std::sync::MutexGuard<'_, Rows> {
+            self.0.lock().unwrap_or_else(|p| p.into_inner())
+        }
+
+        /// The stored checkpoint of `job`.
+        pub(crate) fn get(&self, job: &str) -> Option<(Lsn, i64)> {
+            self.lock().rows.get(job).copied()
+        }
+
+        /// Writes a row as another worker would.
+        pub(crate) fn set(&self, job: &str, lsn: Lsn, epoch: i64) {
+            self.lock().rows.insert(job.to_owned(), (lsn, epoch));
+        }
+
+        /// Commit attempts so far.
+        pub(crate) fn commits(&self) -> u64 {
+            self.lock().commits
+        }
+
+        /// The next `n` commits fail as if the database were unreachable.
+        pub(crate) fn fail_next(&self, n: u32) {
+            self.lock().unreachable = n;
+        }
+
+        /// [`super::StateStore::commit`]'s rules on the in-memory row.
+        pub(crate) fn commit(
+            &self,
+            job: &str,
+            lsn: Lsn,
+            epoch: i64,
+        ) -> Result<Checkpointed, StateStoreError> {
+            let mut r = self.lock();
+            r.commits += 1;
+            if r.unreachable > 0 {
+                r.unreachable -= 1;
+                return Err(StateStoreError::Connect("connection refused".into()));
+            }
+            match r.rows.get(job).copied() {
+                Some((_, current)) if current > epoch => Err(StateStoreError::Fenced {
+                    job: job.to_owned(),
+                    current_epoch: current,
+                    our_epoch: epoch,
+                }),
+                Some((stored, _)) if stored > lsn => Err(StateStoreError::Regression {
+                    job: job.to_owned(),
+                    stored,
+                    attempted: lsn,
+                }),
+                _ => {
+                    r.rows.insert(job.to_owned(), (lsn, epoch));
+                    Ok(Checkpointed { lsn })
+                }
+            }
         }
     }
 }

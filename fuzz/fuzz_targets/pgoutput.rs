@@ -13,6 +13,14 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
+#[allow(dead_code)]
+#[path = "../../src/lsn.rs"]
+mod lsn;
+
+#[allow(dead_code)]
+#[path = "../../src/clock.rs"]
+mod clock;
+
 #[allow(dead_code, unused_imports)]
 #[path = "../../src/source"]
 mod source {

@@ -37,14 +37,14 @@ impl fmt::Display for TableName {
         write!(
             f,
             "{}.{}",
-            quote_ident(&self.schema),
-            quote_ident(&self.name)
+            display_ident(&self.schema),
+            display_ident(&self.name)
         )
     }
 }
 
 /// `ident` as SQL text: bare when it is a plain lower-case identifier, else quoted.
-pub fn quote_ident(ident: &str) -> String {
+pub fn display_ident(ident: &str) -> String {
     let plain = !ident.is_empty()
         && ident
             .chars()
@@ -56,7 +56,16 @@ pub fn quote_ident(ident: &str) -> String {
     if plain {
         ident.to_owned()
     } else {
-        format!("\"{}\"", ident.replace('"', "\"\""))
+        postgres_protocol::escape::escape_identifier(ident)
+    }
+}
+
+/// `value` when no problem was found, else every problem.
+fn gathered<T>(value: T, problems: Vec<String>) -> Result<T, Vec<String>> {
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        Err(problems)
     }
 }
 
@@ -108,11 +117,7 @@ pub fn parse_table_list(text: &str) -> Result<Vec<TableName>, Vec<String>> {
             }
         }
     }
-    if problems.is_empty() {
-        Ok(tables)
-    } else {
-        Err(problems)
-    }
+    gathered(tables, problems)
 }
 
 /// Parses exactly one table reference (used for list elements of the jobs file and for
@@ -177,11 +182,7 @@ pub fn parse_map_pairs(text: &str) -> Result<Vec<(TableName, String)>, Vec<Strin
             break;
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    gathered(out, problems)
 }
 
 /// Checks a StarRocks table name: letters, digits and `_`, not starting with a digit,
@@ -292,8 +293,8 @@ impl<'a> Parser<'a> {
                 return Err(format!(
                     "{}.{}.… has more than two parts (write schema.table; the database comes \
                      from SOURCE_URL)",
-                    quote_ident(&first),
-                    quote_ident(&second)
+                    display_ident(&first),
+                    display_ident(&second)
                 ));
             }
             Ok(TableName::new(first, second))
@@ -352,7 +353,7 @@ impl<'a> Parser<'a> {
         if ident.len() > MAX_PG_IDENTIFIER_BYTES {
             return Err(format!(
                 "{} is longer than {MAX_PG_IDENTIFIER_BYTES} bytes (PostgreSQL would truncate it)",
-                quote_ident(&ident)
+                display_ident(&ident)
             ));
         }
         if ident.contains('\0') {

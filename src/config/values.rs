@@ -102,27 +102,26 @@ pub fn lower_ident(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// A job id: `[A-Za-z0-9_]{1,63}`; it appears in Stream Load labels, whose characters
-/// StarRocks restricts to these.
-pub fn job_id(text: &str) -> Result<String, String> {
+/// `[A-Za-z0-9_]{1,max}`: the characters StarRocks allows in Stream Load labels.
+fn label_word(text: &str, max: usize) -> Result<String, String> {
     name_chars(
         text,
-        63,
+        max,
         |c| c.is_ascii_alphanumeric() || c == '_',
         "letters, digits and `_`",
     )?;
     Ok(text.to_owned())
 }
 
+/// A job id: `[A-Za-z0-9_]{1,63}`; it appears in Stream Load labels, whose characters
+/// StarRocks restricts to these.
+pub fn job_id(text: &str) -> Result<String, String> {
+    label_word(text, 63)
+}
+
 /// A Stream Load label prefix: `[A-Za-z0-9_]{1,32}`.
 pub fn label_prefix(text: &str) -> Result<String, String> {
-    name_chars(
-        text,
-        32,
-        |c| c.is_ascii_alphanumeric() || c == '_',
-        "letters, digits and `_`",
-    )?;
-    Ok(text.to_owned())
+    label_word(text, 32)
 }
 
 /// A worker id: `[A-Za-z0-9._-]{1,128}`.

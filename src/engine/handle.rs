@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::grpc::state::SharedState;
+use super::status::SharedState;
 use crate::lease::Fence;
 
 /// Steering for one pipeline.

@@ -3,7 +3,7 @@
 //! each worker.
 //!
 //! ```text
-//!  engine ──writes──▶ SharedState (atomics) ◀──reads── services ─▶ gRPC :50051
+//!  engine ──writes──▶ engine::status::SharedState ◀──reads── services ─▶ gRPC :50051
 //!     ▲                                          │          ├─ grpc.health.v1.Health
 //!     └── PipelineHandle (pause/drain/abort) ◀───┘          ├─ reflection v1 + v1alpha
 //!                                                           ├─ dbmazz.v1 Health/Control/Status/Metrics
@@ -11,15 +11,13 @@
 //!                                                   prometheus ─▶ HTTP GET /metrics
 //! ```
 //!
-//! - [`state`]: what a pipeline publishes (lock-free on the hot path).
 //! - [`services`]: the gRPC handlers; [`view`]: state → health verdicts and status.
 //! - [`auth`]: bearer token for control calls (constant-time comparison).
 //! - [`slot`]: slot `wal_status` / retained WAL through a pluggable inspector.
 //! - [`sampler`], [`process`]: StreamMetrics snapshots, RSS and CPU from `/proc`.
 //! - [`prometheus`]: text exposition and its small HTTP server.
-//! - [`client`]: a client for the control plane and the text/JSON renderings;
-//!   [`commands`]: the `status`, `pause|resume|drain|stop` and `healthcheck`
-//!   commands (clap arguments, output, exit code) built on it.
+//! - [`client`]: the typed client (the `dbmazz` commands built on it live in
+//!   `crate::cli`).
 //!
 //! Start it with [`serve`] (or [`GrpcServer::bind`] then [`GrpcServer::serve`] to
 //! learn the bound ports first). It never stops on a pipeline's behalf: only the
@@ -34,13 +32,11 @@
 
 pub mod auth;
 pub mod client;
-pub mod commands;
 pub mod process;
 pub mod prometheus;
 pub mod sampler;
 pub mod services;
 pub mod slot;
-pub mod state;
 pub mod view;
 
 use std::future::Future;
@@ -54,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+use crate::config::{Secret, TlsFiles};
 use crate::engine::Pipelines;
 use auth::TokenGuard;
 use services::{Context, ControlSvc, HealthSvc, MetricsSvc, StatusSvc, StdHealthSvc};
@@ -71,22 +68,13 @@ pub mod pb {
 /// Default gRPC listen address (loopback; containers set `0.0.0.0:50051`).
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 
-/// Certificate and key (PEM files) for TLS on the gRPC port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// Certificate chain, PEM.
-    pub cert: PathBuf,
-    /// Private key, PEM.
-    pub key: PathBuf,
-}
-
 /// How the control plane listens and whom it lets in (filled from the config).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrpcSettings {
     /// gRPC listen address (`DBMAZZ_GRPC_ADDR`).
     pub addr: SocketAddr,
-    /// Bearer token for control calls (`DBMAZZ_CONTROL_TOKEN`); a secret.
-    pub control_token: Option<String>,
+    /// Bearer token for control calls (`DBMAZZ_CONTROL_TOKEN`).
+    pub control_token: Option<Secret>,
     /// Allow control calls without a token when none is configured
     /// (`DBMAZZ_CONTROL_INSECURE=1`).
     pub control_insecure: bool,
@@ -98,22 +86,6 @@ pub struct GrpcSettings {
     pub tls: Option<TlsFiles>,
     /// Prometheus listen address (`DBMAZZ_METRICS_ADDR`); `None`: no endpoint.
     pub metrics_addr: Option<SocketAddr>,
-}
-
-impl std::fmt::Debug for GrpcSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcSettings")
-            .field("addr", &self.addr)
-            .field(
-                "control_token",
-                &self.control_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("control_insecure", &self.control_insecure)
-            .field("status_requires_token", &self.status_requires_token)
-            .field("tls", &self.tls)
-            .field("metrics_addr", &self.metrics_addr)
-            .finish()
-    }
 }
 
 impl Default for GrpcSettings {
@@ -134,13 +106,10 @@ impl GrpcSettings {
     pub fn from_worker(worker: &crate::config::WorkerConfig) -> Self {
         GrpcSettings {
             addr: worker.grpc_addr,
-            control_token: worker.control_token.as_ref().map(|t| t.expose().to_owned()),
+            control_token: worker.control_token.clone(),
             control_insecure: worker.control_insecure,
             status_requires_token: worker.status_requires_token,
-            tls: worker.grpc_tls.as_ref().map(|t| TlsFiles {
-                cert: t.cert.clone(),
-                key: t.key.clone(),
-            }),
+            tls: worker.grpc_tls.clone(),
             metrics_addr: worker.metrics_addr,
         }
     }
@@ -151,7 +120,7 @@ impl PgSlotInspector {
     pub fn for_jobs(jobs: &[crate::config::JobConfig]) -> Self {
         let inspector = PgSlotInspector::new();
         for job in jobs {
-            inspector.set_source(&job.id, job.source_url.expose_str());
+            inspector.set_source(&job.id, Secret::from(&job.source_url));
         }
         inspector
     }
@@ -238,7 +207,7 @@ impl GrpcServer {
         slots: Option<Arc<dyn SlotInspector>>,
     ) -> Result<GrpcServer, GrpcError> {
         if let Some(t) = &settings.control_token {
-            check_token(t)?;
+            check_token(t.expose())?;
         }
         if settings.status_requires_token && settings.control_token.is_none() {
             return Err(GrpcError::Settings(format!(
@@ -334,7 +303,7 @@ impl GrpcServer {
             tls,
             ctx,
         } = self;
-        let token = settings.control_token.as_deref();
+        let token = settings.control_token.as_ref().map(Secret::expose);
         let control_guard = TokenGuard::control(token, settings.control_insecure);
         let read_guard = TokenGuard::read_only(token, settings.status_requires_token);
         if token.is_none() && settings.control_insecure {
@@ -423,8 +392,8 @@ impl GrpcServer {
 
 /// Binds and serves the control plane until `shutdown` completes.
 ///
-/// This is what `dbmazz run` calls, next to the engines, with the same
-/// [`Pipelines`] registry the engines are inserted into.
+/// `dbmazz run` binds it next to the worker loop, with the same [`Pipelines`]
+/// registry the engines are inserted into.
 pub async fn serve(
     settings: GrpcSettings,
     pipelines: Pipelines,

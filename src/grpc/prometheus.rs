@@ -1,7 +1,7 @@
 //! Prometheus text exposition (format 0.0.4) on `GET /metrics`.
 //!
 //! The figures are the ones `StatusService` reports, read from the same
-//! [`SharedState`](crate::grpc::state::SharedState) at scrape time; nothing is
+//! [`SharedState`](crate::engine::status::SharedState) at scrape time; nothing is
 //! accumulated here, so a scrape costs a few atomic loads per pipeline plus a
 //! cached slot inspection. Labels are `job` and, for per-table counters, `table`:
 //! nothing else, so the number of series stays bounded by the configuration.
@@ -207,31 +207,31 @@ pub async fn render(ctx: &Context) -> String {
         (PIPELINE_UPTIME_SECONDS, "gauge", "Seconds since the pipeline was registered.",
             |r| Some(r.h.state.uptime().as_secs_f64().to_string())),
         (EVENTS_TOTAL, "counter", "pgoutput messages received from PostgreSQL.",
-            |r| Some(r.h.state.events.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.pipeline.events.load(Ordering::Relaxed).to_string())),
         (RECEIVED_BYTES_TOTAL, "counter", "WAL payload bytes received from PostgreSQL.",
             |r| Some(r.h.state.bytes.load(Ordering::Relaxed).to_string())),
         (TRANSACTIONS_TOTAL, "counter", "Transactions received from PostgreSQL.",
-            |r| Some(r.h.state.transactions.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.pipeline.transactions.load(Ordering::Relaxed).to_string())),
         (BATCHES_TOTAL, "counter", "Batches loaded into StarRocks and checkpointed.",
             |r| Some(r.h.state.batches.load(Ordering::Relaxed).to_string())),
         (ROWS_LOADED_TOTAL, "counter", "Rows sent to StarRocks (after folding changes to the same key).",
-            |r| Some(r.h.state.rows_loaded.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.sink.rows_loaded.load(Ordering::Relaxed).to_string())),
         (LOADS_OK_TOTAL, "counter", "Stream Load requests that succeeded.",
-            |r| Some(r.h.state.loads_ok.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.sink.loads_ok.load(Ordering::Relaxed).to_string())),
         (LOADS_RETRIED_TOTAL, "counter", "Stream Load attempts that were retried.",
-            |r| Some(r.h.state.loads_retried.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.sink.loads_retried.load(Ordering::Relaxed).to_string())),
         (LOADS_FAILED_TOTAL, "counter", "Stream Load requests that failed for good.",
-            |r| Some(r.h.state.loads_failed.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.sink.loads_failed.load(Ordering::Relaxed).to_string())),
         (RECEIVED_LSN, "gauge", "End LSN of the last message received (as a number).",
-            |r| Some(r.h.state.received_lsn.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.pipeline.received_lsn.get().0.to_string())),
         (FLUSHED_LSN, "gauge", "End LSN of the last transaction acknowledged by StarRocks.",
-            |r| Some(r.h.state.flushed_lsn.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.flushed_lsn.get().0.to_string())),
         (CHECKPOINT_LSN, "gauge", "LSN recorded in dbmazz_checkpoints.",
-            |r| Some(r.h.state.checkpoint_lsn.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.checkpoint_lsn.get().0.to_string())),
         (CONFIRMED_LSN, "gauge", "Flush LSN last reported to PostgreSQL.",
-            |r| Some(r.h.state.confirmed_lsn.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.confirmed_lsn.get().0.to_string())),
         (SERVER_WAL_LSN, "gauge", "Server WAL position last seen.",
-            |r| Some(r.h.state.server_wal_lsn.load(Ordering::Relaxed).to_string())),
+            |r| Some(r.h.state.pipeline.server_wal_lsn.get().0.to_string())),
         (LAG_BYTES, "gauge", "Server WAL position minus the confirmed LSN, in bytes.",
             |r| Some(r.h.state.lag_bytes().to_string())),
         (LAG_SECONDS, "gauge", "Seconds between now and the commit time of the last acknowledged transaction (0 before the first).",
@@ -264,9 +264,9 @@ pub async fn render(ctx: &Context) -> String {
 
     let tables: Vec<_> = rows
         .iter()
-        .map(|r| (r.h.state.job_id.as_str(), r.h.state.table_counts()))
+        .map(|r| (r.h.state.job_id.as_str(), r.h.state.sink.table_counts()))
         .collect();
-    type TableGet = fn(&crate::grpc::state::TableCounters) -> u64;
+    type TableGet = fn(&crate::sink::metrics::TableCounters) -> u64;
     let per_table: &[(&str, &str, TableGet)] = &[
         (
             TABLE_INSERTS_TOTAL,

@@ -1,5 +1,5 @@
 //! Periodic metrics snapshots for `MetricsService.StreamMetrics`: counters as
-//! published in [`SharedState`](crate::grpc::state::SharedState), rates over the
+//! published in [`SharedState`](crate::engine::status::SharedState), rates over the
 //! period since the previous snapshot of the same stream, and the process's RSS
 //! and CPU use.
 //!
@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::clock::unix_micros;
 use crate::engine::PipelineHandle;
 use crate::grpc::pb;
 use crate::grpc::process::{self, ProcessSample};
-use crate::grpc::state::unix_micros;
 use crate::grpc::view::stage_pb;
 
 #[derive(Clone, Copy, Default)]
@@ -68,7 +68,7 @@ impl Sampler {
                 let s = &h.state;
                 let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
                 let t = Totals {
-                    events: load(&s.events),
+                    events: load(&s.pipeline.events),
                     bytes: load(&s.bytes),
                     batches: load(&s.batches),
                 };
@@ -85,11 +85,11 @@ impl Sampler {
                     events_total: t.events,
                     bytes_total: t.bytes,
                     batches_total: t.batches,
-                    transactions_total: load(&s.transactions),
-                    rows_loaded_total: load(&s.rows_loaded),
-                    loads_ok_total: load(&s.loads_ok),
-                    loads_retried_total: load(&s.loads_retried),
-                    loads_failed_total: load(&s.loads_failed),
+                    transactions_total: load(&s.pipeline.transactions),
+                    rows_loaded_total: load(&s.sink.rows_loaded),
+                    loads_ok_total: load(&s.sink.loads_ok),
+                    loads_retried_total: load(&s.sink.loads_retried),
+                    loads_failed_total: load(&s.sink.loads_failed),
                     events_per_second: rate(t.events, b.events, secs),
                     bytes_per_second: rate(t.bytes, b.bytes, secs),
                     batches_per_second: rate(t.batches, b.batches, secs),
@@ -127,7 +127,7 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grpc::state::SharedState;
+    use crate::engine::status::SharedState;
     use std::sync::Arc;
 
     #[test]
@@ -135,13 +135,13 @@ mod tests {
         let state = Arc::new(SharedState::new("j", "s", "p"));
         let h = PipelineHandle::new(state.clone());
         let mut s = Sampler::new();
-        state.events.store(100, Ordering::Relaxed);
+        state.pipeline.events.store(100, Ordering::Relaxed);
         let first = s.snapshot(std::slice::from_ref(&h));
         assert_eq!(first.period_ms, 0);
         assert_eq!(first.pipelines[0].events_total, 100);
         assert_eq!(first.pipelines[0].events_per_second, 0.0);
         std::thread::sleep(std::time::Duration::from_millis(100));
-        state.events.store(300, Ordering::Relaxed);
+        state.pipeline.events.store(300, Ordering::Relaxed);
         state.bytes.store(1000, Ordering::Relaxed);
         let second = s.snapshot(std::slice::from_ref(&h));
         let p = &second.pipelines[0];
@@ -157,7 +157,7 @@ mod tests {
     fn new_pipeline_starts_without_a_rate() {
         let a = PipelineHandle::new(Arc::new(SharedState::new("a", "s", "p")));
         let b_state = Arc::new(SharedState::new("b", "s", "p"));
-        b_state.events.store(5000, Ordering::Relaxed);
+        b_state.pipeline.events.store(5000, Ordering::Relaxed);
         let b = PipelineHandle::new(b_state);
         let mut s = Sampler::new();
         s.snapshot(std::slice::from_ref(&a));

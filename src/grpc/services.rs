@@ -15,7 +15,7 @@
 //! - anything else: NOT_FOUND (Check) / SERVICE_UNKNOWN (Watch), as the health
 //!   protocol specifies.
 //!
-//! [`SharedState`]: crate::grpc::state::SharedState
+//! [`SharedState`]: crate::engine::status::SharedState
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,11 +31,11 @@ use tonic_health::pb::{
     HealthCheckRequest as StdCheckRequest, HealthCheckResponse as StdCheckResponse,
 };
 
+use crate::engine::status::Stage;
 use crate::engine::{PipelineHandle, Pipelines};
 use crate::grpc::pb;
 use crate::grpc::sampler::Sampler;
 use crate::grpc::slot::SlotCache;
-use crate::grpc::state::Stage;
 use crate::grpc::view;
 
 /// Prefix of per-pipeline names in the standard health service.
@@ -228,12 +228,8 @@ impl ControlSvc {
                     stage_before: view::stage_pb(before) as i32,
                     stage: view::stage_pb(stage) as i32,
                     reached: action.reached(stage),
-                    checkpoint_lsn: Some(view::lsn_pb(
-                        s.checkpoint_lsn.load(std::sync::atomic::Ordering::Relaxed),
-                    )),
-                    confirmed_lsn: Some(view::lsn_pb(
-                        s.confirmed_lsn.load(std::sync::atomic::Ordering::Relaxed),
-                    )),
+                    checkpoint_lsn: Some(view::lsn_pb(s.checkpoint_lsn.get().0)),
+                    confirmed_lsn: Some(view::lsn_pb(s.confirmed_lsn.get().0)),
                 }
             })
             .collect();

@@ -15,8 +15,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::grpc::state::unix_micros;
-use crate::source::Lsn;
+use crate::clock::unix_micros;
+use crate::config::Secret;
+use crate::lsn::Lsn;
+use crate::postgres::slot::{self, SlotError};
 
 /// What PostgreSQL reports about one slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,7 +60,7 @@ pub trait SlotInspector: Send + Sync + 'static {
 /// source is opened on first use and reopened after a failure.
 #[derive(Default)]
 pub struct PgSlotInspector {
-    sources: RwLock<HashMap<String, String>>,
+    sources: RwLock<HashMap<String, Secret>>,
     /// One connection per job, each behind its own lock so a slow server only
     /// delays its own pipeline's inspection.
     clients: Mutex<HashMap<String, ClientSlot>>,
@@ -79,12 +81,6 @@ impl std::fmt::Debug for PgSlotInspector {
     }
 }
 
-const SLOT_QUERY: &str = "SELECT s.wal_status::text, s.active, s.restart_lsn::text, \
-     s.confirmed_flush_lsn::text, \
-     pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
-                          ELSE pg_current_wal_lsn() END, s.restart_lsn)::bigint \
-     FROM pg_replication_slots s WHERE s.slot_name = $1";
-
 impl PgSlotInspector {
     /// An inspector that knows no source yet.
     pub fn new() -> Self {
@@ -92,9 +88,9 @@ impl PgSlotInspector {
     }
 
     /// Sets (or replaces) the source database URL of pipeline `job_id`.
-    pub fn set_source(&self, job_id: &str, url: &str) {
+    pub fn set_source(&self, job_id: &str, url: impl Into<Secret>) {
         if let Ok(mut m) = self.sources.write() {
-            m.insert(job_id.to_owned(), url.to_owned());
+            m.insert(job_id.to_owned(), url.into());
         }
         // A new URL must not reuse a connection to the old one.
         self.clients
@@ -130,45 +126,31 @@ impl PgSlotInspector {
         let mut cell = cell.lock().await;
         let client = match cell.take() {
             Some(c) if !c.is_closed() => c,
-            _ => crate::source::sql::connect_sql(&url).await.map_err(|e| {
+            _ => crate::postgres::connect(&url).await.map_err(|e| {
                 SlotInspectError(format!("cannot connect to the source database: {e}"))
             })?,
         };
-        let rows = client.query(SLOT_QUERY, &[&slot]).await.map_err(|e| {
-            SlotInspectError(format!(
-                "querying pg_replication_slots failed: {}",
-                crate::engine::setup::postgres::db_message(&e)
-            ))
-        })?;
-        *cell = Some(client);
+        let read = slot::read(&client, slot).await;
+        if !matches!(read, Err(SlotError::Query(_))) {
+            *cell = Some(client);
+        }
         drop(cell);
-        let Some(row) = rows.first() else {
-            return Ok(SlotInfo::default());
-        };
-        let lsn = |i: usize| -> Result<Option<Lsn>, SlotInspectError> {
-            let text: Option<String> = row.try_get(i).map_err(|e| {
-                SlotInspectError(format!("unexpected pg_replication_slots row: {e}"))
-            })?;
-            text.map(|t| {
-                t.parse::<Lsn>()
-                    .map_err(|e| SlotInspectError(format!("pg_replication_slots: {e}")))
-            })
-            .transpose()
-        };
-        let get_err = |e: tokio_postgres::Error| {
-            SlotInspectError(format!("unexpected pg_replication_slots row: {e}"))
-        };
-        let retained: Option<i64> = row.try_get(4).map_err(get_err)?;
-        Ok(SlotInfo {
-            exists: true,
-            wal_status: row.try_get(0).map_err(get_err)?,
-            active: row
-                .try_get::<_, Option<bool>>(1)
-                .map_err(get_err)?
-                .unwrap_or(false),
-            restart_lsn: lsn(2)?,
-            confirmed_flush_lsn: lsn(3)?,
-            retained_wal_bytes: retained.map(|b| u64::try_from(b).unwrap_or(0)),
+        let row = read.map_err(|e| match e {
+            SlotError::Query(m) => {
+                SlotInspectError(format!("querying pg_replication_slots failed: {m}"))
+            }
+            other => SlotInspectError(other.to_string()),
+        })?;
+        Ok(match row {
+            None => SlotInfo::default(),
+            Some(r) => SlotInfo {
+                exists: true,
+                wal_status: r.wal_status,
+                active: r.active,
+                restart_lsn: r.restart_lsn,
+                confirmed_flush_lsn: r.confirmed_flush_lsn,
+                retained_wal_bytes: r.retained_wal_bytes,
+            },
         })
     }
 }

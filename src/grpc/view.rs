@@ -10,11 +10,11 @@
 use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
+use crate::engine::status::{SharedState, Stage};
 use crate::engine::PipelineHandle;
 use crate::grpc::pb;
 use crate::grpc::slot::SlotReport;
-use crate::grpc::state::{SharedState, Stage};
-use crate::source::Lsn;
+use crate::lsn::Lsn;
 
 /// The protobuf stage of `stage`.
 pub fn stage_pb(stage: Stage) -> pb::Stage {
@@ -187,6 +187,7 @@ pub fn pipeline_status(
     let s = &handle.state;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let tables = s
+        .sink
         .table_counts()
         .into_iter()
         .map(|(table, c)| pb::TableRows {
@@ -202,23 +203,23 @@ pub fn pipeline_status(
         stage: stage_pb(s.stage()) as i32,
         slot: s.slot.clone(),
         publication: s.publication.clone(),
-        received_lsn: Some(lsn_pb(load(&s.received_lsn))),
-        flushed_lsn: Some(lsn_pb(load(&s.flushed_lsn))),
-        checkpoint_lsn: Some(lsn_pb(load(&s.checkpoint_lsn))),
-        confirmed_lsn: Some(lsn_pb(load(&s.confirmed_lsn))),
-        server_wal_lsn: Some(lsn_pb(load(&s.server_wal_lsn))),
+        received_lsn: Some(lsn_pb(s.pipeline.received_lsn.get().0)),
+        flushed_lsn: Some(lsn_pb(s.flushed_lsn.get().0)),
+        checkpoint_lsn: Some(lsn_pb(s.checkpoint_lsn.get().0)),
+        confirmed_lsn: Some(lsn_pb(s.confirmed_lsn.get().0)),
+        server_wal_lsn: Some(lsn_pb(s.pipeline.server_wal_lsn.get().0)),
         lag_bytes: s.lag_bytes(),
         lag_ms: s.lag_ms(),
         slot_status: Some(slot),
         tables,
-        events: load(&s.events),
+        events: load(&s.pipeline.events),
         bytes: load(&s.bytes),
-        transactions: load(&s.transactions),
+        transactions: load(&s.pipeline.transactions),
         batches: load(&s.batches),
-        rows_loaded: load(&s.rows_loaded),
-        loads_ok: load(&s.loads_ok),
-        loads_retried: load(&s.loads_retried),
-        loads_failed: load(&s.loads_failed),
+        rows_loaded: load(&s.sink.rows_loaded),
+        loads_ok: load(&s.sink.loads_ok),
+        loads_retried: load(&s.sink.loads_retried),
+        loads_failed: load(&s.sink.loads_failed),
         last_error: s.last_error().map(|e| pb::ErrorInfo {
             message: e.message,
             unix_ms: unix_ms(e.at),

@@ -37,6 +37,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::error::ErrorKind;
+
 pub use self::postgres::PgLease;
 pub use self::redis::RedisLease;
 
@@ -71,6 +73,18 @@ pub enum LeaseError {
         /// What is wrong.
         detail: String,
     },
+}
+
+impl LeaseError {
+    /// Transient when the backend is unreachable, fenced when the lease is gone,
+    /// definite when the backend holds data dbmazz did not write.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LeaseError::Unavailable { .. } => ErrorKind::Transient,
+            LeaseError::Lost { .. } => ErrorKind::Fenced,
+            LeaseError::Corrupt { .. } => ErrorKind::Definite,
+        }
+    }
 }
 
 /// A lease this worker holds. The epoch is the fencing token of everything the

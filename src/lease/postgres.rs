@@ -19,13 +19,14 @@ use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
 use super::{FleetView, Lease, LeaseError, LeaseGuard};
-use crate::state_store::quote_ident;
+use crate::config::Secret;
+use crate::postgres::sql::{create_if_absent, db_message, quote_ident};
 
 const BACKEND: &str = "postgres";
 
 /// Lease backend on a PostgreSQL database.
 pub struct PgLease {
-    url: String,
+    url: Secret,
     schema: String,
     ttl: Duration,
     client: Mutex<Option<Client>>,
@@ -43,16 +44,16 @@ impl std::fmt::Debug for PgLease {
 fn unavailable(context: &str) -> impl FnOnce(tokio_postgres::Error) -> LeaseError + '_ {
     move |e| LeaseError::Unavailable {
         backend: BACKEND,
-        detail: format!("{context}: {}", crate::source::sql::db_message(&e)),
+        detail: format!("{context}: {}", db_message(&e)),
     }
 }
 
 impl PgLease {
     /// A backend on `url` (libpq URL) keeping its tables in `schema`. Connects lazily
     /// and again after a lost connection.
-    pub fn new(url: &str, schema: &str, ttl: Duration) -> Self {
+    pub fn new(url: &Secret, schema: &str, ttl: Duration) -> Self {
         PgLease {
-            url: url.to_owned(),
+            url: url.clone(),
             schema: schema.to_owned(),
             ttl,
             client: Mutex::new(None),
@@ -87,7 +88,7 @@ impl PgLease {
             *slot = None;
         }
         if slot.is_none() {
-            let c = tokio::time::timeout(limit, crate::source::sql::connect_sql(&self.url))
+            let c = tokio::time::timeout(limit, crate::postgres::connect(&self.url))
                 .await
                 .map_err(|_| LeaseError::Unavailable {
                     backend: BACKEND,
@@ -142,21 +143,9 @@ async fn ensure_schema(
          );",
         schema = quote_ident(schema)
     );
-    let mut attempt = 0;
-    loop {
-        match c.batch_execute(&sql).await {
-            Ok(()) => return Ok(()),
-            // Two workers creating the tables at the same moment: the loser sees a
-            // unique violation on the catalog; once more finds them.
-            Err(e)
-                if attempt < 3
-                    && e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
-            {
-                attempt += 1;
-            }
-            Err(e) => return Err(unavailable("creating dbmazz_leases")(e)),
-        }
-    }
+    create_if_absent(c, &sql)
+        .await
+        .map_err(unavailable("creating dbmazz_leases"))
 }
 
 impl Lease for PgLease {

@@ -29,6 +29,7 @@ use redis::Script;
 use tokio::sync::Mutex;
 
 use super::{FleetView, Lease, LeaseError, LeaseGuard};
+use crate::config::Secret;
 
 const BACKEND: &str = "redis";
 
@@ -162,7 +163,8 @@ fn parse_value(v: &str) -> Option<(i64, &str, &str)> {
 impl RedisLease {
     /// A backend on `url` (`redis://host:port/db`). Connects lazily and again after a
     /// lost connection.
-    pub fn new(url: &str, ttl: Duration) -> Result<Self, LeaseError> {
+    pub fn new(url: &Secret, ttl: Duration) -> Result<Self, LeaseError> {
+        let url = url.expose();
         if url.starts_with("rediss://") {
             return Err(LeaseError::Unavailable {
                 backend: BACKEND,

@@ -22,6 +22,7 @@
 //!   unexpected message is an error.
 
 pub mod batch;
+pub mod metrics;
 pub mod schema_cache;
 
 use std::sync::atomic::Ordering;
@@ -29,22 +30,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batch::{Batch, Change, FoldError, Row, RowOp, Transaction};
+use metrics::PipelineMetrics;
 use schema_cache::{RelationUpdate, SchemaCache, SchemaError, TableSchema};
 
-use crate::grpc::state::SharedState;
+use crate::config::TruncateMode;
+use crate::error::ErrorKind;
+use crate::lsn::Lsn;
 use crate::source::message::{CdcMessage, TupleData};
-use crate::source::{Lsn, SourceEvent};
-
-/// What to do with a TRUNCATE.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum TruncatePolicy {
-    /// Truncate the sink table at the same point of the stream.
-    Apply,
-    /// Mark every current row of the sink table deleted.
-    Soft,
-    /// Stop the pipeline with an error.
-    Fail,
-}
+use crate::source::SourceEvent;
 
 /// Batching limits.
 #[derive(Clone, Debug)]
@@ -83,12 +76,19 @@ pub enum PipelineError {
     },
 }
 
+impl PipelineError {
+    /// Always [`ErrorKind::Definite`]: replaying the same stream gives the same error.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Definite
+    }
+}
+
 /// The batcher state machine (no I/O; the engine drives it).
 pub struct Batcher {
     cache: SchemaCache,
     limits: BatchLimits,
-    truncate: TruncatePolicy,
-    state: Arc<SharedState>,
+    truncate: TruncateMode,
+    metrics: Arc<PipelineMetrics>,
     resume_from: Lsn,
     last_seen_commit: Lsn,
     txn: Option<OpenTxn>,
@@ -108,15 +108,15 @@ impl Batcher {
     pub fn new(
         cache: SchemaCache,
         limits: BatchLimits,
-        truncate: TruncatePolicy,
+        truncate: TruncateMode,
         resume_from: Lsn,
-        state: Arc<SharedState>,
+        metrics: Arc<PipelineMetrics>,
     ) -> Self {
         Batcher {
             cache,
             limits,
             truncate,
-            state,
+            metrics,
             resume_from,
             last_seen_commit: Lsn::ZERO,
             txn: None,
@@ -142,11 +142,11 @@ impl Batcher {
     pub fn handle(&mut self, ev: SourceEvent) -> Result<Option<Batch>, PipelineError> {
         match ev {
             SourceEvent::Message { msg, .. } => {
-                self.state.events.fetch_add(1, Ordering::Relaxed);
+                self.metrics.events.fetch_add(1, Ordering::Relaxed);
                 self.on_message(msg)
             }
             SourceEvent::Keepalive { wal_end } => {
-                SharedState::raise(&self.state.server_wal_lsn, wal_end);
+                self.metrics.server_wal_lsn.raise(wal_end);
                 Ok(None)
             }
             SourceEvent::Reconnected { resumed_from } => {
@@ -243,12 +243,12 @@ impl Batcher {
                         open.txn.commit_lsn
                     )));
                 }
-                SharedState::raise(&self.state.received_lsn, end_lsn);
+                self.metrics.received_lsn.raise(end_lsn);
                 self.last_seen_commit = self.last_seen_commit.max(commit_lsn);
                 if open.skip {
                     return Ok(None);
                 }
-                self.state.transactions.fetch_add(1, Ordering::Relaxed);
+                self.metrics.transactions.fetch_add(1, Ordering::Relaxed);
                 let mut txn = open.txn;
                 txn.end_lsn = end_lsn;
                 txn.commit_time = commit_time;
@@ -349,7 +349,7 @@ impl Batcher {
                 if open.skip || schemas.is_empty() {
                     return Ok(None);
                 }
-                if truncate == TruncatePolicy::Fail {
+                if truncate == TruncateMode::Fail {
                     let tables: Vec<String> = schemas.iter().map(|s| s.spec.qualified()).collect();
                     return Err(PipelineError::TruncateRejected {
                         tables: tables.join(", "),

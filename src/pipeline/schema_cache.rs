@@ -33,6 +33,17 @@ impl TableSpec {
     }
 }
 
+/// A configured table as setup found it in the PostgreSQL catalog: what the sink
+/// prepares its table for. The stream's Relation messages are authoritative once
+/// streaming.
+#[derive(Clone, Debug)]
+pub struct SourceTable {
+    /// Names and key.
+    pub spec: TableSpec,
+    /// Current columns.
+    pub columns: Vec<ColumnSchema>,
+}
+
 /// One column of a table schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ColumnSchema {

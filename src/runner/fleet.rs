@@ -13,7 +13,7 @@
 //!
 //! Spreading rule: a worker takes another job only while no live worker it can see
 //! (presence heartbeats in the lease backend) holds fewer jobs than it does
-//! ([`FleetView::may_take_more`]). Idle workers therefore take free jobs first, and
+//! ([`crate::lease::FleetView::may_take_more`]). Idle workers therefore take free jobs first, and
 //! three workers with four jobs end up with 2/1/1; equal workers race and the lease
 //! decides. The rule is advisory: the lease alone guarantees one holder per job.
 //!
@@ -30,9 +30,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{settings, takeover, RunSummary};
 use crate::config::{Config, JobConfig};
-use crate::engine::{self, EngineError, PipelineHandle, Pipelines};
-use crate::grpc::state::SharedState;
+use crate::engine::status::SharedState;
+use crate::engine::{self, PipelineHandle, Pipelines};
+use crate::error::ErrorKind;
 use crate::lease::{Fence, Lease, LeaseError, LeaseGuard};
+use crate::sink::starrocks::StarRocksSettings;
 use crate::state_store::{StateStore, StateStoreError};
 
 /// How long a job whose pipeline failed is left to other workers.
@@ -69,11 +71,12 @@ struct Held {
 /// signal watcher) and its lease was released.
 pub async fn run<L: Lease>(
     config: &Config,
-    lease: Arc<L>,
-    keeper: Arc<L>,
+    lease: L,
+    keeper: L,
     pipelines: Pipelines,
     stopping: CancellationToken,
 ) -> RunSummary {
+    let (lease, keeper) = (Arc::new(lease), Arc::new(keeper));
     let me = config.worker.worker_id.clone();
     let ttl = lease.ttl();
     let poll = (ttl / 10).clamp(Duration::from_millis(100), Duration::from_secs(1));
@@ -243,7 +246,10 @@ fn start_job<L: Lease>(
 }
 
 /// Claim the checkpoint, free the slot, run the engine.
-async fn run_job(settings: engine::EngineSettings, handle: PipelineHandle) -> JobEnd {
+async fn run_job(
+    settings: engine::EngineSettings<StarRocksSettings>,
+    handle: PipelineHandle,
+) -> JobEnd {
     let job = settings.job_id.clone();
     let store =
         match StateStore::connect(&settings.checkpoint_url, &settings.checkpoint_schema).await {
@@ -283,8 +289,8 @@ async fn run_job(settings: engine::EngineSettings, handle: PipelineHandle) -> Jo
     match engine::run(settings, handle.clone()).await {
         Ok(()) if !handle.lease_valid() => JobEnd::Fenced("lease lost".into()),
         Ok(()) => JobEnd::Stopped,
-        Err(EngineError::Fenced(m)) => JobEnd::Fenced(m),
-        Err(EngineError::Failed(m)) => JobEnd::Failed(m),
+        Err(e) if e.kind() == ErrorKind::Fenced => JobEnd::Fenced(e.to_string()),
+        Err(e) => JobEnd::Failed(e.to_string()),
     }
 }
 

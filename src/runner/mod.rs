@@ -1,9 +1,10 @@
-//! `dbmazz run`: the worker process. It starts one engine per configured job,
-//! serves the control plane (`crate::grpc`, from before the first engine until
-//! after the last one ended), and on SIGTERM/SIGINT drains every pipeline (stop
-//! reading, load, checkpoint, confirm) within `DBMAZZ_SHUTDOWN_TIMEOUT_MS`, after
-//! which whatever is still running is aborted (nothing unconfirmed is lost: it is
-//! replayed on the next start). A second signal aborts at once.
+//! The worker loop of `dbmazz run`: it starts one engine per configured job,
+//! registers each in the pipeline registry the control plane reads (the CLI serves
+//! it, from before the first engine until after the last one ended), and on
+//! SIGTERM/SIGINT drains every pipeline (stop reading, load, checkpoint, confirm)
+//! within `DBMAZZ_SHUTDOWN_TIMEOUT_MS`, after which whatever is still running is
+//! aborted (nothing unconfirmed is lost: it is replayed on the next start). A second
+//! signal aborts at once.
 //!
 //! With `DBMAZZ_LEASE_BACKEND=postgres|redis` the worker is one of a fleet: it runs
 //! only the jobs whose leases it holds ([`fleet`]); on SIGTERM it drains them and
@@ -24,9 +25,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, LeaseBackend};
+use crate::config::{Config, LeaseBackend, Secret};
+use crate::engine::status::SharedState;
 use crate::engine::{self, PipelineHandle, Pipelines};
-use crate::grpc::state::SharedState;
 use crate::lease::{PgLease, RedisLease};
 
 /// How the worker ended.
@@ -38,51 +39,19 @@ pub struct RunSummary {
     pub failed: Vec<(String, String)>,
 }
 
-/// Runs every job of `config` until a signal (or every job ends).
-pub async fn run(config: Config) -> RunSummary {
-    let pipelines = Pipelines::new();
-    // The control plane comes up first and stays up until every pipeline has
-    // ended, so probes see SETUP and DRAINING and operators can follow a drain.
-    let control = match crate::grpc::GrpcServer::bind(
-        crate::grpc::GrpcSettings::from_worker(&config.worker),
-        pipelines.clone(),
-        env!("CARGO_PKG_VERSION"),
-        Some(Arc::new(crate::grpc::PgSlotInspector::for_jobs(
-            &config.jobs,
-        ))),
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the control plane");
-            return RunSummary {
-                stopped: 0,
-                failed: vec![("(control plane)".into(), e.to_string())],
-            };
-        }
-    };
-    let (stop_control, control_stopped) = tokio::sync::oneshot::channel::<()>();
-    let control = tokio::spawn(control.serve(async move {
-        let _ = control_stopped.await;
-    }));
-    let summary = match config.worker.lease.backend {
-        LeaseBackend::None => run_all(&config, &pipelines).await,
-        LeaseBackend::Postgres | LeaseBackend::Redis => run_fleet(&config, &pipelines).await,
-    };
-    let _ = stop_control.send(());
-    match control.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "control plane stopped with an error"),
-        Err(e) => tracing::error!(error = %e, "control plane task failed"),
+/// Runs every job of `config` until a signal (or every job ends), registering each
+/// pipeline in `pipelines` (which the control plane reads).
+pub async fn run(config: &Config, pipelines: &Pipelines) -> RunSummary {
+    match config.worker.lease.backend {
+        LeaseBackend::None => run_all(config, pipelines).await,
+        LeaseBackend::Postgres | LeaseBackend::Redis => run_fleet(config, pipelines).await,
     }
-    summary
 }
 
 /// With a lease backend: the fleet loop.
 async fn run_fleet(config: &Config, pipelines: &Pipelines) -> RunSummary {
     let lease = &config.worker.lease;
-    let url = lease.url.as_ref().map(|u| u.expose_str().to_owned());
+    let url = lease.url.as_ref().map(Secret::from);
     let fail = |msg: String| RunSummary {
         stopped: 0,
         failed: vec![("(lease backend)".into(), msg)],
@@ -98,16 +67,7 @@ async fn run_fleet(config: &Config, pipelines: &Pipelines) -> RunSummary {
             let pair = RedisLease::new(&url, lease.ttl)
                 .and_then(|a| RedisLease::new(&url, lease.ttl).map(|b| (a, b)));
             match pair {
-                Ok((a, b)) => {
-                    fleet::run(
-                        config,
-                        Arc::new(a),
-                        Arc::new(b),
-                        pipelines.clone(),
-                        stopping,
-                    )
-                    .await
-                }
+                Ok((a, b)) => fleet::run(config, a, b, pipelines.clone(), stopping).await,
                 Err(e) => fail(e.to_string()),
             }
         }
@@ -119,14 +79,7 @@ async fn run_fleet(config: &Config, pipelines: &Pipelines) -> RunSummary {
                 .map_or("dbmazz", |j| j.checkpoint_schema.as_str());
             let a = PgLease::new(&url, schema, lease.ttl);
             let b = PgLease::new(&url, schema, lease.ttl);
-            fleet::run(
-                config,
-                Arc::new(a),
-                Arc::new(b),
-                pipelines.clone(),
-                stopping,
-            )
-            .await
+            fleet::run(config, a, b, pipelines.clone(), stopping).await
         }
     };
     signals.abort();

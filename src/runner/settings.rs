@@ -2,19 +2,18 @@
 
 use std::time::Duration;
 
-use crate::config::{self, JobConfig};
+use crate::config::{self, JobConfig, Secret};
 use crate::engine::EngineSettings;
-use crate::pipeline::{BatchLimits, TruncatePolicy};
-use crate::sink::catalog::CatalogSettings;
-use crate::sink::encode::DeleteMode;
+use crate::pipeline::BatchLimits;
+use crate::sink::starrocks::catalog::CatalogSettings;
 use crate::sink::starrocks::StarRocksSettings;
 
-/// The engine settings of one configured job.
-pub fn engine_settings(job: &JobConfig) -> EngineSettings {
+/// The engine settings of one configured job (StarRocks is the sink).
+pub fn engine_settings(job: &JobConfig) -> EngineSettings<StarRocksSettings> {
     let sink = &job.sink;
     EngineSettings {
         job_id: job.id.clone(),
-        source_url: job.source_url.expose_str().to_owned(),
+        source_url: Secret::from(&job.source_url),
         tables: job
             .tables
             .iter()
@@ -29,7 +28,7 @@ pub fn engine_settings(job: &JobConfig) -> EngineSettings {
         slot: job.slot_name.clone(),
         publication: job.publication_name.clone(),
         replica_identity_full: job.replica_identity == config::ReplicaIdentityMode::Full,
-        checkpoint_url: job.effective_checkpoint_url().expose_str().to_owned(),
+        checkpoint_url: Secret::from(job.effective_checkpoint_url()),
         checkpoint_schema: job.checkpoint_schema.clone(),
         epoch: 0,
         limits: BatchLimits {
@@ -41,24 +40,17 @@ pub fn engine_settings(job: &JobConfig) -> EngineSettings {
             fe_url: sink.url.as_str().trim_end_matches('/').to_owned(),
             database: sink.database.clone(),
             user: sink.user.clone(),
-            password: sink.password.expose().to_owned(),
+            password: sink.password.clone(),
             label_prefix: job.label_prefix.clone(),
             job_id: job.id.clone(),
-            delete_mode: match job.delete_mode {
-                config::DeleteMode::Soft => DeleteMode::Soft,
-                config::DeleteMode::Hard => DeleteMode::Hard,
-            },
-            truncate: match job.truncate_mode {
-                config::TruncateMode::Apply => TruncatePolicy::Apply,
-                config::TruncateMode::Soft => TruncatePolicy::Soft,
-                config::TruncateMode::Fail => TruncatePolicy::Fail,
-            },
+            delete_mode: job.delete_mode,
+            truncate: job.truncate_mode,
             load_timeout: job.load_timeout,
             catalog: CatalogSettings {
                 host: sink.mysql_host.clone(),
                 port: sink.mysql_port,
                 user: sink.user.clone(),
-                password: sink.password.expose().to_owned(),
+                password: sink.password.clone(),
                 database: sink.database.clone(),
             },
         },

@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Secret;
+use crate::postgres::slot;
+
 /// What the takeover found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TakeoverReport {
@@ -33,44 +36,35 @@ pub struct TakeoverReport {
 /// the slot to be free. Errors are returned as text for the log: the engine's setup
 /// checks the slot again and retries on its own.
 pub async fn free_slot(
-    source_url: &str,
-    slot: &str,
+    source_url: &Secret,
+    slot_name: &str,
     wait: Duration,
     cancel: &CancellationToken,
 ) -> Result<TakeoverReport, String> {
-    let client = crate::source::sql::connect_sql(source_url)
+    let client = crate::postgres::connect(source_url)
         .await
         .map_err(|e| format!("connecting to the source: {e}"))?;
     let mut report = TakeoverReport::default();
     let start = Instant::now();
     loop {
-        let row = client
-            .query_opt(
-                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
-            )
+        let row = slot::read(&client, slot_name)
             .await
             .map_err(|e| format!("reading pg_replication_slots: {e}"))?;
-        let pid: Option<i32> = row.and_then(|r| r.get(0));
-        let Some(pid) = pid else {
+        let Some(pid) = row.and_then(|r| r.active_pid) else {
             report.slot_free = true;
             return Ok(report);
         };
         if !report.terminated.contains(&pid) {
-            let done: Option<bool> = client
-                .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                .await
-                .map_err(|e| {
-                    format!(
-                        "terminating walsender {pid} of slot '{slot}': {e} (the role needs to \
-                         own that backend or have pg_signal_backend)"
-                    )
-                })?
-                .get(0);
+            let done = slot::terminate_walsender(&client, pid).await.map_err(|e| {
+                format!(
+                    "terminating walsender {pid} of slot '{slot_name}': {e} (the role needs \
+                         to own that backend or have pg_signal_backend)"
+                )
+            })?;
             tracing::info!(
-                slot,
+                slot = slot_name,
                 pid,
-                terminated = done.unwrap_or(false),
+                terminated = done,
                 "terminated the previous walsender of the slot"
             );
             report.terminated.push(pid);

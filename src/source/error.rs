@@ -5,7 +5,10 @@
 use std::fmt;
 
 use super::parser::ParseError;
-use crate::replication::wal_handler::FrameError;
+use super::wal::FrameError;
+use crate::error::ErrorKind;
+use crate::lsn::Lsn;
+use crate::postgres::ParamsError;
 
 /// An `ErrorResponse` from the server.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -203,21 +206,42 @@ pub enum SourceError {
         #[source]
         error: ParseError,
         /// Where the message sat in the WAL.
-        wal_start: super::message::Lsn,
+        wal_start: Lsn,
     },
 }
 
+impl From<ParamsError> for SourceError {
+    fn from(e: ParamsError) -> Self {
+        match e {
+            ParamsError::Config(m) => SourceError::Config(m),
+            ParamsError::Tls(m) => SourceError::Tls(m),
+        }
+    }
+}
+
 impl SourceError {
-    /// True when reconnecting and resuming from the durable LSN can get past the error.
-    pub fn is_transient(&self) -> bool {
-        match self {
+    /// Transient when reconnecting and resuming from the durable LSN can get past the
+    /// error (the stream does that itself first), definite otherwise: the message
+    /// names the fix.
+    pub fn kind(&self) -> ErrorKind {
+        let transient = match self {
             SourceError::Connect { .. }
             | SourceError::Timeout { .. }
             | SourceError::Io(_)
             | SourceError::Closed(_) => true,
             SourceError::Server(e) => e.is_transient(),
             _ => false,
+        };
+        if transient {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Definite
         }
+    }
+
+    /// True when the error is [`ErrorKind::Transient`].
+    pub fn is_transient(&self) -> bool {
+        self.kind() == ErrorKind::Transient
     }
 
     /// Turns a server error into the typed error that names the fix, where one is known.

@@ -1,6 +1,15 @@
 //! The source side of a pipeline: the PostgreSQL replication connection, the
 //! pgoutput parser and the decoding of column values.
 //!
+//! - [`config`]: what to stream and how ([`SourceConfig`]);
+//! - [`connection`]: the walsender protocol client (TLS, authentication, framing);
+//! - [`start`]: server, slot and publication checks, `START_REPLICATION`;
+//! - [`stream`]: the streaming loop (status updates, backpressure, reconnects);
+//! - [`wal`]: the CopyData envelope (XLogData, keepalive, standby status update);
+//! - [`parser`], [`message`], [`values`]: pgoutput decoding, zero copy.
+//!
+//! Connection strings, TLS and SQL helpers come from [`crate::postgres`].
+//!
 //! ```text
 //! SourceStream::start(SourceConfig) ──▶ Stream<Item = Result<SourceEvent, SourceError>>
 //!        │                                   (Message / Keepalive / Reconnected)
@@ -12,12 +21,15 @@
 //! iterator step. [`SourceStream::next_chunk`] hands out whole chunks for
 //! consumers that batch anyway.
 
+pub mod config;
+pub mod connection;
 pub mod error;
 pub mod message;
 pub mod parser;
-pub mod postgres;
-pub mod sql;
+pub mod start;
+pub mod stream;
 pub mod values;
+pub mod wal;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -27,12 +39,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{ReconnectPolicy, ServerInfo, SourceConfig, Streaming};
 pub use error::{ServerError, SourceError};
-pub use message::{CdcMessage, Lsn, Xid};
-pub use postgres::{ReconnectPolicy, ServerInfo, SourceConfig, SslMode, Streaming};
+pub use message::{CdcMessage, Xid};
+pub use stream::ConfirmHandle;
 
-pub use crate::replication::ConfirmHandle;
-use crate::replication::{connect_and_start, Chunk, Driver};
+use crate::lsn::Lsn;
+use crate::postgres::ConnParams;
+use stream::{connect_and_start, Chunk, Driver};
 
 /// What the replication stream hands to the pipeline.
 // Messages are the hot path and the other variants are rare: boxing the message
@@ -93,7 +107,7 @@ impl SourceStream {
     /// later transient errors are retried inside the stream.
     pub async fn start(config: SourceConfig) -> Result<Self, SourceError> {
         config.validate()?;
-        let params = postgres::ConnParams::parse(&config.url)?;
+        let params = ConnParams::parse(config.url.expose())?;
         let start = config.start_lsn.map(|c| c.lsn()).unwrap_or(Lsn::ZERO);
         let (conn, info) = connect_and_start(&config, &params, start).await?;
         tracing::info!(

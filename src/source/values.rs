@@ -39,6 +39,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::message::TypeInfo;
+use datetime::{parse_date, parse_timestamp, write_timestamp};
+
+mod datetime;
 
 /// How a column is written, decided by the type of the sink column.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -455,42 +458,33 @@ fn is_decimal(b: &[u8]) -> bool {
 
 /// JSON number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
 fn is_json_number(b: &[u8]) -> bool {
-    let mut i = 0;
-    let n = b.len();
-    if i < n && b[i] == b'-' {
-        i += 1;
-    }
-    let start = i;
-    while i < n && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    if i == start || (b[start] == b'0' && i - start > 1) {
+    // The number of ASCII digits at the start of `b`.
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let mut rest = b.strip_prefix(b"-").unwrap_or(b);
+    let int = digits(rest);
+    if int == 0 || (rest[0] == b'0' && int > 1) {
         return false;
     }
-    if i < n && b[i] == b'.' {
-        i += 1;
-        let s = i;
-        while i < n && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s {
+    rest = &rest[int..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let n = digits(frac);
+        if n == 0 {
             return false;
         }
+        rest = &frac[n..];
     }
-    if i < n && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < n && (b[i] == b'+' || b[i] == b'-') {
-            i += 1;
-        }
-        let s = i;
-        while i < n && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == s {
+    if let Some(exp) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let exp = exp
+            .strip_prefix(b"+")
+            .or_else(|| exp.strip_prefix(b"-"))
+            .unwrap_or(exp);
+        let n = digits(exp);
+        if n == 0 {
             return false;
         }
+        rest = &exp[n..];
     }
-    i == n
+    rest.is_empty()
 }
 
 const ESCAPE: [u8; 256] = {
@@ -535,195 +529,6 @@ pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
-}
-
-fn two(b: &[u8], at: usize) -> Option<u32> {
-    let d = b.get(at..at + 2)?;
-    if d[0].is_ascii_digit() && d[1].is_ascii_digit() {
-        Some(u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0'))
-    } else {
-        None
-    }
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
-
-/// `YYYY-MM-DD` with a 4-digit year 0001..9999 (rejects BC, infinity, 5-digit years).
-fn parse_date(b: &[u8]) -> Option<(i64, u32, u32)> {
-    if b.len() < 10 || b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
-        return None;
-    }
-    let y = i64::from(two(b, 0)? * 100 + two(b, 2)?);
-    let m = two(b, 5)?;
-    let d = two(b, 8)?;
-    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some((y, m, d))
-}
-
-struct Ts<'a> {
-    y: i64,
-    mo: u32,
-    d: u32,
-    h: u32,
-    mi: u32,
-    s: u32,
-    frac: &'a [u8],
-    offset_secs: i64,
-}
-
-impl Ts<'_> {
-    fn to_utc(&self) -> Option<Self> {
-        if self.offset_secs == 0 {
-            return Some(Ts {
-                frac: self.frac,
-                ..*self
-            });
-        }
-        let days = days_from_civil(self.y, self.mo, self.d);
-        let secs =
-            days * 86400 + i64::from(self.h) * 3600 + i64::from(self.mi) * 60 + i64::from(self.s)
-                - self.offset_secs;
-        let day = secs.div_euclid(86400);
-        let rem = secs.rem_euclid(86400);
-        let (y, mo, d) = civil_from_days(day);
-        if !(1..=9999).contains(&y) {
-            return None;
-        }
-        Some(Ts {
-            y,
-            mo,
-            d,
-            h: (rem / 3600) as u32,
-            mi: (rem % 3600 / 60) as u32,
-            s: (rem % 60) as u32,
-            frac: self.frac,
-            offset_secs: 0,
-        })
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS[.f{1,6}]` and, with `tz`, `(+|-)HH[:MM[:SS]]`.
-fn parse_timestamp(b: &[u8], tz: bool) -> Option<Ts<'_>> {
-    let (y, mo, d) = parse_date(b)?;
-    if b.len() < 19 || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let h = two(b, 11)?;
-    let mi = two(b, 14)?;
-    let s = two(b, 17)?;
-    // 24:00:00 is not a valid timestamp time; leap seconds are not printed.
-    if h > 23 || mi > 59 || s > 59 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac: &[u8] = &[];
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        let mut j = start;
-        while j < b.len() && b[j].is_ascii_digit() {
-            j += 1;
-        }
-        if j == start || j - start > 6 {
-            return None;
-        }
-        frac = &b[start..j];
-        i = j;
-    }
-    let mut offset_secs = 0i64;
-    if tz {
-        let sign = match b.get(i) {
-            Some(b'+') => 1,
-            Some(b'-') => -1,
-            _ => return None,
-        };
-        let oh = two(b, i + 1)?;
-        i += 3;
-        let mut om = 0;
-        let mut os = 0;
-        if b.get(i) == Some(&b':') {
-            om = two(b, i + 1)?;
-            i += 3;
-            if b.get(i) == Some(&b':') {
-                os = two(b, i + 1)?;
-                i += 3;
-            }
-        }
-        if oh > 15 || om > 59 || os > 59 {
-            return None;
-        }
-        offset_secs = sign * (i64::from(oh) * 3600 + i64::from(om) * 60 + i64::from(os));
-    }
-    if i != b.len() {
-        // " BC" or anything else.
-        return None;
-    }
-    Some(Ts {
-        y,
-        mo,
-        d,
-        h,
-        mi,
-        s,
-        frac,
-        offset_secs,
-    })
-}
-
-fn write_timestamp(ts: &Ts<'_>, out: &mut Vec<u8>) {
-    let push2 = |out: &mut Vec<u8>, v: u32| {
-        out.push(b'0' + (v / 10) as u8);
-        out.push(b'0' + (v % 10) as u8);
-    };
-    let y = ts.y as u32;
-    push2(out, y / 100);
-    push2(out, y % 100);
-    out.push(b'-');
-    push2(out, ts.mo);
-    out.push(b'-');
-    push2(out, ts.d);
-    out.push(b' ');
-    push2(out, ts.h);
-    out.push(b':');
-    push2(out, ts.mi);
-    out.push(b':');
-    push2(out, ts.s);
-    if !ts.frac.is_empty() {
-        out.push(b'.');
-        out.extend_from_slice(ts.frac);
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Array text output: `{a,b}`, nested `{{1,2},{3,4}}`, quoted elements with
@@ -848,205 +653,4 @@ fn encode_array(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn enc(ty: &PgType, text: &str, target: JsonTarget) -> Result<String, ConvError> {
-        let mut out = b"X".to_vec();
-        encode_json(ty, text, target, &mut out)?;
-        Ok(String::from_utf8(out[1..].to_vec()).expect("utf8"))
-    }
-
-    fn ok(ty: &PgType, text: &str) -> String {
-        enc(ty, text, JsonTarget::Native).unwrap_or_else(|e| panic!("{text:?}: {e}"))
-    }
-
-    #[test]
-    fn scalars() {
-        assert_eq!(ok(&PgType::Bool, "t"), "true");
-        assert_eq!(ok(&PgType::Bool, "f"), "false");
-        assert_eq!(
-            ok(&PgType::Integer, "-9223372036854775808"),
-            "-9223372036854775808"
-        );
-        assert!(enc(&PgType::Integer, "1x", JsonTarget::Native).is_err());
-        // Found by the fuzzer: leading zeros are not a JSON number.
-        for bad in ["00", "0001", "-01", "", "-"] {
-            assert!(
-                enc(&PgType::Integer, bad, JsonTarget::Native).is_err(),
-                "{bad}"
-            );
-        }
-        assert_eq!(ok(&PgType::Integer, "0"), "0");
-        assert_eq!(ok(&PgType::Integer, "-0"), "-0");
-        assert_eq!(ok(&PgType::Float, "1.5e+300"), "1.5e+300");
-        assert_eq!(ok(&PgType::Float, "-0"), "-0");
-        assert_eq!(ok(&PgType::Float, "NaN"), "\"NaN\"");
-        assert_eq!(ok(&PgType::Float, "-Infinity"), "\"-Infinity\"");
-        assert_eq!(
-            ok(&PgType::Numeric, "123456789012345678901234567890.000000001"),
-            "\"123456789012345678901234567890.000000001\""
-        );
-        let e = enc(&PgType::Numeric, "NaN", JsonTarget::Native).expect_err("NaN");
-        assert!(e.0.contains("NaN"));
-        assert_eq!(
-            enc(&PgType::Numeric, "NaN", JsonTarget::Text).expect("text"),
-            "\"NaN\""
-        );
-        assert_eq!(ok(&PgType::Bytea, "\\xDEadbeef"), "\"deadbeef\"");
-        assert_eq!(ok(&PgType::Bytea, "\\x"), "\"\"");
-        assert!(enc(&PgType::Bytea, "\\x0", JsonTarget::Native).is_err());
-        assert_eq!(
-            ok(&PgType::Text, "a\"b\\c\n\u{1}é😀"),
-            "\"a\\\"b\\\\c\\n\\u0001é😀\""
-        );
-    }
-
-    #[test]
-    fn dates_and_timestamps() {
-        assert_eq!(ok(&PgType::Date, "2024-02-29"), "\"2024-02-29\"");
-        for bad in [
-            "2023-02-29",
-            "infinity",
-            "0044-03-15 BC",
-            "10000-01-01",
-            "2024-13-01",
-        ] {
-            assert!(
-                enc(&PgType::Date, bad, JsonTarget::Native).is_err(),
-                "{bad}"
-            );
-        }
-        assert_eq!(
-            ok(&PgType::Timestamp, "2024-01-31 23:59:59.5"),
-            "\"2024-01-31 23:59:59.5\""
-        );
-        assert_eq!(
-            ok(&PgType::TimestampTz, "2024-01-31 12:00:00.123456+00"),
-            "\"2024-01-31 12:00:00.123456\""
-        );
-        assert_eq!(
-            ok(&PgType::TimestampTz, "2024-01-01 03:00:00+05:30"),
-            "\"2023-12-31 21:30:00\""
-        );
-        assert_eq!(
-            ok(&PgType::TimestampTz, "2024-02-28 22:00:00-03:30:15"),
-            "\"2024-02-29 01:30:15\""
-        );
-        for bad in [
-            "infinity",
-            "-infinity",
-            "2024-01-01 00:00:00+00 BC",
-            "2024-01-01 24:00:00+00",
-        ] {
-            assert!(
-                enc(&PgType::TimestampTz, bad, JsonTarget::Native).is_err(),
-                "{bad}"
-            );
-        }
-        assert!(enc(
-            &PgType::TimestampTz,
-            "0001-01-01 00:00:00+01",
-            JsonTarget::Native
-        )
-        .is_err());
-    }
-
-    #[test]
-    fn json_targets() {
-        let j = "{\"a\": [1, null]}";
-        assert_eq!(enc(&PgType::Json, j, JsonTarget::Json).expect("json"), j);
-        assert_eq!(
-            enc(&PgType::Json, j, JsonTarget::Native).expect("json"),
-            "\"{\\\"a\\\": [1, null]}\""
-        );
-        assert!(enc(&PgType::Json, "{", JsonTarget::Json).is_err());
-    }
-
-    #[test]
-    fn arrays() {
-        let int = PgType::Array(Box::new(PgType::Integer));
-        assert_eq!(ok(&int, "{}"), "[]");
-        assert_eq!(ok(&int, "{1,NULL,-3}"), "[1,null,-3]");
-        assert_eq!(ok(&int, "{{1,2},{3,4}}"), "[[1,2],[3,4]]");
-        assert_eq!(ok(&int, "[0:1]={7,8}"), "[7,8]");
-        let text = PgType::Array(Box::new(PgType::Text));
-        assert_eq!(
-            ok(&text, r#"{"a b","c\"d",NULL,"NULL","x\\y",plain,"{}"}"#),
-            r#"["a b","c\"d",null,"NULL","x\\y","plain","{}"]"#
-        );
-        let js = PgType::Array(Box::new(PgType::Json));
-        assert_eq!(
-            enc(&js, r#"{"{\"a\": 1}",NULL}"#, JsonTarget::Json).expect("json array"),
-            r#"[{"a": 1},null]"#
-        );
-        for bad in ["{1,2", "{1,,2}", "{1}x", "1,2}", "{\"a}", "{{1},2}x", "{,}"] {
-            assert!(enc(&int, bad, JsonTarget::Native).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn resolution() {
-        let mut reg = TypeRegistry::new();
-        assert_eq!(PgType::resolve(23, -1, &reg), PgType::Integer);
-        assert_eq!(
-            PgType::resolve(1007, -1, &reg),
-            PgType::Array(Box::new(PgType::Integer))
-        );
-        reg.register(&TypeInfo {
-            xid: None,
-            oid: 70000,
-            namespace: "pg_catalog".into(),
-            name: "numeric".into(),
-        });
-        assert_eq!(PgType::resolve(70000, -1, &reg), PgType::Numeric);
-        reg.register(&TypeInfo {
-            xid: None,
-            oid: 70001,
-            namespace: "public".into(),
-            name: "mood".into(),
-        });
-        assert!(matches!(
-            PgType::resolve(70001, -1, &reg),
-            PgType::Unknown { .. }
-        ));
-        reg.mark_enum(70001);
-        assert_eq!(PgType::resolve(70001, -1, &reg), PgType::Text);
-        reg.register(&TypeInfo {
-            xid: None,
-            oid: 70002,
-            namespace: "public".into(),
-            name: "_mood".into(),
-        });
-        assert_eq!(
-            PgType::resolve(70002, -1, &reg),
-            PgType::Array(Box::new(PgType::Text))
-        );
-        assert!(matches!(
-            PgType::resolve(99999, -1, &reg),
-            PgType::Unknown { name: None, .. }
-        ));
-    }
-
-    #[test]
-    fn codec_errors_name_the_column() {
-        let c = ColumnCodec::new("public.t", "price", PgType::Numeric);
-        let mut out = Vec::new();
-        let e = c
-            .encode("NaN", JsonTarget::Native, &mut out)
-            .expect_err("NaN");
-        assert_eq!(e.table, "public.t");
-        assert_eq!(e.column, "price");
-        assert!(e.to_string().contains("public.t.price"));
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn civil_round_trip() {
-        for days in [-719162i64, -1, 0, 1, 11016, 2932896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-    }
-}
+mod tests;

@@ -402,7 +402,7 @@ async fn a_permanent_sink_error_fails_the_run_and_leaves_slot_and_checkpoint_alo
     assert!(log.contains("FAILED"), "{log}");
     assert!(log.contains("Basic authorization"), "{log}");
     let lsn = |v: Option<String>| -> u64 {
-        let l: dbmazz::source::Lsn = v.expect("lsn").parse().expect("lsn");
+        let l: dbmazz::lsn::Lsn = v.expect("lsn").parse().expect("lsn");
         l.0
     };
     // Nothing of the failed transaction was recorded or confirmed.

@@ -27,7 +27,7 @@ pub fn accepted_env_names() -> BTreeSet<String> {
         .flat_map(|v| std::iter::once(v.name).chain(v.alias))
         .map(str::to_owned)
         .collect();
-    for e in registry::EXTERNAL_VARS {
+    for e in dbmazz::config::reference::EXTERNAL_VARS {
         names.extend(e.name.split(" / ").map(|n| n.trim().to_owned()));
     }
     names

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use dbmazz::config::registry::{splice_reference, REFERENCE_BEGIN, REFERENCE_END};
+use dbmazz::config::reference::{splice_reference, REFERENCE_BEGIN, REFERENCE_END};
 
 fn check_file(rel: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
@@ -41,6 +41,6 @@ fn check_reference_prints_the_same_reference() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        dbmazz::config::registry::reference_markdown()
+        dbmazz::config::reference::reference_markdown()
     );
 }

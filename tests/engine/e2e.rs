@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use dbmazz::grpc::state::Stage;
+use dbmazz::engine::status::Stage;
 use dbmazz_testkit::chaos::ConfirmWatch;
 use dbmazz_testkit::engine::Running;
 use dbmazz_testkit::stack::{CHECKPOINT_SCHEMA, JOB, SLOT};
@@ -189,10 +189,10 @@ async fn idle_published_tables_do_not_pin_wal() {
         .await
         .expect("lsn")
         .get(0);
-    let target: dbmazz::source::Lsn = current.parse().expect("lsn");
+    let target: dbmazz::lsn::Lsn = current.parse().expect("lsn");
     let start = std::time::Instant::now();
     loop {
-        let confirmed: dbmazz::source::Lsn = stack
+        let confirmed: dbmazz::lsn::Lsn = stack
             .confirmed(SLOT)
             .await
             .expect("slot")

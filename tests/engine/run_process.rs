@@ -95,7 +95,7 @@ async fn a_permanent_sink_error_fails_the_run_with_a_non_zero_exit() {
     );
     // Nothing was confirmed past the failure.
     assert_eq!(stack.checkpoint(JOB).await, before);
-    let lsn = |s: Option<String>| -> dbmazz::source::Lsn { s.expect("lsn").parse().expect("lsn") };
+    let lsn = |s: Option<String>| -> dbmazz::lsn::Lsn { s.expect("lsn").parse().expect("lsn") };
     assert!(lsn(stack.confirmed(SLOT).await) <= lsn(before));
     eprintln!("{log}");
 }

@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::EngineSettings;
-use dbmazz::grpc::state::Stage;
+use dbmazz::sink::starrocks::StarRocksSettings;
 use dbmazz_testkit::engine::Running;
 use dbmazz_testkit::stack::{PUBLICATION, SLOT, SOURCE_DB};
 use dbmazz_testkit::{PgConfig, Stack, StackConfig};
@@ -13,7 +14,7 @@ use dbmazz_testkit::{PgConfig, Stack, StackConfig};
 const T: Duration = Duration::from_secs(60);
 
 /// Runs the engine until it records an error; returns (stage, message).
-async fn first_error(settings: EngineSettings) -> (Stage, String) {
+async fn first_error(settings: EngineSettings<StarRocksSettings>) -> (Stage, String) {
     let run = Running::start(settings);
     let start = Instant::now();
     loop {
@@ -31,7 +32,7 @@ async fn first_error(settings: EngineSettings) -> (Stage, String) {
     }
 }
 
-async fn expect_blocked(settings: EngineSettings, fragments: &[&str]) {
+async fn expect_blocked(settings: EngineSettings<StarRocksSettings>, fragments: &[&str]) {
     let (stage, msg) = first_error(settings).await;
     assert_eq!(stage, Stage::Failed, "{msg}");
     for f in fragments {
@@ -39,7 +40,7 @@ async fn expect_blocked(settings: EngineSettings, fragments: &[&str]) {
     }
 }
 
-async fn expect_retrying(settings: EngineSettings, fragments: &[&str]) {
+async fn expect_retrying(settings: EngineSettings<StarRocksSettings>, fragments: &[&str]) {
     let (stage, msg) = first_error(settings).await;
     assert_ne!(
         stage,
@@ -63,7 +64,7 @@ async fn pg_connect_names_the_endpoint_and_is_retried() {
     let stack = Stack::start().await.expect("start the stack");
     let mut s = stack.engine_settings(&["t"]);
     let closed = dbmazz_testkit::free_port();
-    s.source_url = format!("postgres://postgres@127.0.0.1:{closed}/{SOURCE_DB}");
+    s.source_url = format!("postgres://postgres@127.0.0.1:{closed}/{SOURCE_DB}").into();
     expect_retrying(
         s,
         &[
@@ -97,7 +98,7 @@ async fn pg_role_without_replication_is_named() {
         .source_sql("CREATE ROLE app LOGIN; GRANT ALL ON t TO app")
         .await;
     let mut s = stack.engine_settings(&["t"]);
-    s.source_url = url_for_role(&stack, "app");
+    s.source_url = url_for_role(&stack, "app").into();
     expect_blocked(s, &["Role 'app'", "WITH REPLICATION"]).await;
 }
 
@@ -148,7 +149,7 @@ async fn pg_replica_identity_cannot_be_altered_by_a_non_owner() {
         .source_sql("CREATE ROLE repl LOGIN REPLICATION; GRANT ALL ON t TO repl; GRANT CREATE ON DATABASE app TO repl")
         .await;
     let mut s = stack.engine_settings(&["t"]);
-    s.source_url = url_for_role(&stack, "repl");
+    s.source_url = url_for_role(&stack, "repl").into();
     expect_blocked(
         s,
         &[
@@ -170,7 +171,7 @@ async fn pg_publication_cannot_be_created_by_a_non_owner() {
         )
         .await;
     let mut s = stack.engine_settings(&["t"]);
-    s.source_url = url_for_role(&stack, "repl");
+    s.source_url = url_for_role(&stack, "repl").into();
     expect_blocked(
         s,
         &[
@@ -517,7 +518,7 @@ async fn checkpoint_store_without_create_privilege() {
     stack.create_kv_table("t").await;
     stack.source_sql("CREATE ROLE nocreate LOGIN").await;
     let mut s = stack.engine_settings(&["t"]);
-    s.checkpoint_url = url_for_role(&stack, "nocreate");
+    s.checkpoint_url = url_for_role(&stack, "nocreate").into();
     expect_blocked(
         s,
         &[

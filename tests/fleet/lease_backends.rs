@@ -122,11 +122,11 @@ async fn presence<L: Lease>(lease: Arc<L>) {
 }
 
 fn pg_lease(pg: &PgCluster) -> Arc<PgLease> {
-    Arc::new(PgLease::new(&pg.url("postgres"), "dbmazz", TTL))
+    Arc::new(PgLease::new(&pg.url("postgres").into(), "dbmazz", TTL))
 }
 
 fn redis_lease(r: &RedisServer) -> Arc<RedisLease> {
-    Arc::new(RedisLease::new(&r.url(), TTL).expect("redis lease"))
+    Arc::new(RedisLease::new(&r.url().into(), TTL).expect("redis lease"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -249,10 +249,10 @@ async fn redis_restart_keeps_the_holder_and_epochs_only_grow() {
 /// epoch, writes of older epochs fail and the row is unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_claim_fences_older_epochs() {
-    use dbmazz::source::Lsn;
+    use dbmazz::lsn::Lsn;
     use dbmazz::state_store::{StateStore, StateStoreError};
     let pg = PgCluster::start().expect("postgres");
-    let store = StateStore::connect(&pg.url("postgres"), "dbmazz")
+    let store = StateStore::connect(&pg.url("postgres").into(), "dbmazz")
         .await
         .expect("store");
     assert_eq!(store.claim("j", 1).await.expect("no row yet"), None);

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dbmazz::engine::status::{SharedState, Stage};
 use dbmazz::engine::{self, EngineError, PipelineHandle};
-use dbmazz::grpc::state::{SharedState, Stage};
 use dbmazz::lease::Fence;
 use dbmazz_testkit::stack::{JOB, SLOT};
 use dbmazz_testkit::Stack;
@@ -49,7 +49,9 @@ async fn an_overdue_lease_stops_the_pipeline_without_moving_the_checkpoint() {
         .expect("engine stops")
         .expect("engine task");
     match end {
-        Err(EngineError::Fenced(msg)) => assert!(msg.contains("overdue"), "{msg}"),
+        Err(e @ EngineError::LeaseOverdue { .. }) => {
+            assert!(e.to_string().contains("overdue"), "{e}")
+        }
         other => panic!("expected a fenced stop, got {other:?}"),
     }
     assert_eq!(stack.checkpoint(JOB).await, frozen, "checkpoint moved");

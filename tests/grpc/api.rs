@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use crate::server::{eventually, react_like_engine, settings, with_token, Server, VERSION};
 use dbmazz::engine::setup::SetupError;
+use dbmazz::engine::status::Stage;
 use dbmazz::grpc::pb;
 use dbmazz::grpc::pb::control_service_client::ControlServiceClient;
 use dbmazz::grpc::pb::health_service_client::HealthServiceClient;
 use dbmazz::grpc::pb::metrics_service_client::MetricsServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
-use dbmazz::grpc::state::{SharedState, Stage, TableCounters};
 use dbmazz::grpc::{GrpcError, GrpcServer, GrpcSettings};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
+use dbmazz::sink::metrics::TableCounters;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus as Std;
@@ -34,24 +35,24 @@ async fn status_rpcs_report_what_shared_state_holds() {
     let srv = Server::start(settings()).await;
     let orders = srv.add("orders", Stage::Cdc);
     let s = &orders.state;
-    SharedState::raise(&s.received_lsn, Lsn(0x1_0000_0100));
-    SharedState::raise(&s.flushed_lsn, Lsn(0x1_0000_00F0));
-    SharedState::raise(&s.checkpoint_lsn, Lsn(0x1_0000_00F0));
-    SharedState::raise(&s.confirmed_lsn, Lsn(0x1_0000_00E0));
-    SharedState::raise(&s.server_wal_lsn, Lsn(0x1_0000_0200));
-    s.events.store(1234, Ordering::Relaxed);
+    s.pipeline.received_lsn.raise(Lsn(0x1_0000_0100));
+    s.flushed_lsn.raise(Lsn(0x1_0000_00F0));
+    s.checkpoint_lsn.raise(Lsn(0x1_0000_00F0));
+    s.confirmed_lsn.raise(Lsn(0x1_0000_00E0));
+    s.pipeline.server_wal_lsn.raise(Lsn(0x1_0000_0200));
+    s.pipeline.events.store(1234, Ordering::Relaxed);
     s.bytes.store(98_765, Ordering::Relaxed);
-    s.transactions.store(40, Ordering::Relaxed);
+    s.pipeline.transactions.store(40, Ordering::Relaxed);
     s.batches.store(7, Ordering::Relaxed);
-    s.rows_loaded.store(900, Ordering::Relaxed);
-    s.loads_ok.store(12, Ordering::Relaxed);
-    s.loads_retried.store(2, Ordering::Relaxed);
-    s.loads_failed.store(1, Ordering::Relaxed);
+    s.sink.rows_loaded.store(900, Ordering::Relaxed);
+    s.sink.loads_ok.store(12, Ordering::Relaxed);
+    s.sink.loads_retried.store(2, Ordering::Relaxed);
+    s.sink.loads_failed.store(1, Ordering::Relaxed);
     s.lease_epoch.store(5, Ordering::Relaxed);
     s.set_holder(Some("worker-a".into()));
-    let commit_us = dbmazz::grpc::state::unix_micros() - 1_500_000;
+    let commit_us = dbmazz::clock::unix_micros() - 1_500_000;
     s.last_commit_unix_us.store(commit_us, Ordering::Relaxed);
-    s.add_table_counts(
+    s.sink.add_table_counts(
         "public.orders",
         &TableCounters {
             inserts: 600,
@@ -467,9 +468,9 @@ async fn control_rpcs_steer_pipelines_and_wait_for_the_result() {
     .await;
     let a = srv.add("a", Stage::Setup);
     let b = srv.add("b", Stage::Setup);
-    SharedState::raise(&a.state.received_lsn, Lsn(0x5000));
-    SharedState::raise(&a.state.checkpoint_lsn, Lsn(0x4000));
-    SharedState::raise(&a.state.confirmed_lsn, Lsn(0x4000));
+    a.state.pipeline.received_lsn.raise(Lsn(0x5000));
+    a.state.checkpoint_lsn.raise(Lsn(0x4000));
+    a.state.confirmed_lsn.raise(Lsn(0x4000));
     let ta = react_like_engine(a.clone());
     let tb = react_like_engine(b.clone());
     assert!(
@@ -761,7 +762,7 @@ async fn unusable_settings_fail_with_a_clear_message() {
         GrpcServer::bind(s, dbmazz::engine::Pipelines::new(), VERSION, None).await
     };
     let e = bind(GrpcSettings {
-        control_token: Some(String::new()),
+        control_token: Some(String::new().into()),
         ..settings()
     })
     .await

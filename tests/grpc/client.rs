@@ -7,12 +7,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::server::{react_like_engine, settings, Server, VERSION};
-use dbmazz::grpc::client::{
-    run_control, run_healthcheck, run_status, Client, ClientError, ClientOptions, ControlAction,
-};
-use dbmazz::grpc::state::{SharedState, Stage, TableCounters};
-use dbmazz::grpc::{GrpcSettings, TlsFiles};
-use dbmazz::source::Lsn;
+use dbmazz::cli::control::{run_control, run_healthcheck, run_status};
+use dbmazz::config::TlsFiles;
+use dbmazz::engine::status::Stage;
+use dbmazz::grpc::client::{Client, ClientError, ClientOptions, ControlAction};
+use dbmazz::grpc::GrpcSettings;
+use dbmazz::lsn::Lsn;
+use dbmazz::sink::metrics::TableCounters;
 use tonic::Code;
 
 #[tokio::test]
@@ -23,9 +24,9 @@ async fn status_control_and_healthcheck_commands() {
     })
     .await;
     let h = srv.add("orders", Stage::Setup);
-    SharedState::raise(&h.state.received_lsn, Lsn(0x3_0000_0040));
-    h.state.rows_loaded.store(77, Ordering::Relaxed);
-    h.state.add_table_counts(
+    h.state.pipeline.received_lsn.raise(Lsn(0x3_0000_0040));
+    h.state.sink.rows_loaded.store(77, Ordering::Relaxed);
+    h.state.sink.add_table_counts(
         "public.orders",
         &TableCounters {
             inserts: 70,
@@ -301,7 +302,9 @@ async fn tls_on_the_grpc_port() {
 
 #[tokio::test]
 async fn commands_print_and_exit_as_documented() {
-    use dbmazz::grpc::commands::{self, ConnectArgs, ControlArgs, HealthcheckArgs, StatusArgs};
+    use dbmazz::cli::control::{
+        self as commands, ConnectArgs, ControlArgs, HealthcheckArgs, StatusArgs,
+    };
     let srv = Server::start(GrpcSettings {
         control_token: Some("cmd-token".into()),
         ..settings()
@@ -310,7 +313,7 @@ async fn commands_print_and_exit_as_documented() {
     let h = srv.add("orders", Stage::Cdc);
     let connect = |token: Option<&str>| ConnectArgs {
         addr: srv.grpc.to_string(),
-        token: token.map(String::from),
+        token: token.map(Into::into),
         tls_ca: None,
         tls_domain: None,
         timeout_ms: 3000,

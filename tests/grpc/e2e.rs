@@ -11,14 +11,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::Pipelines;
 use dbmazz::grpc::pb;
 use dbmazz::grpc::pb::control_service_client::ControlServiceClient;
 use dbmazz::grpc::pb::health_service_client::HealthServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
-use dbmazz::grpc::state::Stage;
 use dbmazz::grpc::{GrpcSettings, PgSlotInspector, SlotInspector};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
 use dbmazz_testkit::engine::Running;
 use dbmazz_testkit::stack::{JOB, SLOT};
 use dbmazz_testkit::{Stack, StackConfig};
@@ -50,12 +50,15 @@ async fn start(stack: &Stack) -> (Running, Server) {
     start_with(stack, stack.engine_settings(&["orders"])).await
 }
 
-async fn start_with(stack: &Stack, engine: dbmazz::engine::EngineSettings) -> (Running, Server) {
+async fn start_with(
+    stack: &Stack,
+    engine: dbmazz::engine::EngineSettings<dbmazz::sink::starrocks::StarRocksSettings>,
+) -> (Running, Server) {
     let run = Running::start(engine);
     let pipelines = Pipelines::new();
     pipelines.insert(run.handle.clone());
     let inspector = Arc::new(PgSlotInspector::new());
-    inspector.set_source(JOB, &stack.source_url());
+    inspector.set_source(JOB, stack.source_url());
     let srv = Server::start_with(
         GrpcSettings {
             control_token: Some(TOKEN.into()),
@@ -130,7 +133,10 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     assert!(r.reached, "{r:?}");
     assert_eq!(r.stage, pb::Stage::Paused as i32);
     let state = run.state().clone();
-    let loads_before = state.loads_ok.load(std::sync::atomic::Ordering::Relaxed);
+    let loads_before = state
+        .sink
+        .loads_ok
+        .load(std::sync::atomic::Ordering::Relaxed);
     let checkpoint_before = stack.checkpoint(JOB).await;
     let count_before = stack.sink_count("orders").await;
     assert_eq!(count_before, 100);
@@ -162,7 +168,10 @@ async fn pause_holds_the_sink_and_keeps_the_connection_then_resume_catches_up() 
     }
     assert!(checks >= 20);
     assert_eq!(
-        state.loads_ok.load(std::sync::atomic::Ordering::Relaxed),
+        state
+            .sink
+            .loads_ok
+            .load(std::sync::atomic::Ordering::Relaxed),
         loads_before
     );
     // Healthy while paused on purpose, and the same walsender is still attached
@@ -235,10 +244,7 @@ async fn drain_and_stop_leaves_checkpoint_confirmed_and_last_commit_equal() {
     // Everything is received (read), nothing is loaded yet: the drain has work.
     let state = run.state().clone();
     assert!(
-        crate::server::eventually(60, || dbmazz::grpc::state::SharedState::lsn(
-            &state.received_lsn
-        ) >= last_commit)
-        .await,
+        crate::server::eventually(60, || state.pipeline.received_lsn.get() >= last_commit).await,
         "the engine did not receive up to {last_commit}"
     );
     let before: Option<Lsn> = stack.checkpoint(JOB).await.map(|c| c.parse().expect("lsn"));

@@ -7,12 +7,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::server::{http_get, settings, Server};
+use dbmazz::engine::status::Stage;
 use dbmazz::grpc::pb;
 use dbmazz::grpc::pb::metrics_service_client::MetricsServiceClient;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
 use dbmazz::grpc::prometheus as prom;
-use dbmazz::grpc::state::{SharedState, Stage, TableCounters};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
+use dbmazz::sink::metrics::TableCounters;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -29,7 +30,11 @@ async fn stream_metrics_snapshots_follow_the_work_done() {
     let srv = Server::start(settings()).await;
     let h = srv.add("orders", Stage::Cdc);
     let other = srv.add("other", Stage::Cdc);
-    other.state.events.store(1_000_000, Ordering::Relaxed);
+    other
+        .state
+        .pipeline
+        .events
+        .store(1_000_000, Ordering::Relaxed);
     let mut client = MetricsServiceClient::new(srv.channel().await);
     let mut stream = client
         .stream_metrics(pb::StreamMetricsRequest {
@@ -58,13 +63,13 @@ async fn stream_metrics_snapshots_follow_the_work_done() {
     let s = &h.state;
     let mut seen = Vec::new();
     for step in 1..=3u64 {
-        s.events.fetch_add(500, Ordering::Relaxed);
+        s.pipeline.events.fetch_add(500, Ordering::Relaxed);
         s.bytes.fetch_add(64_000, Ordering::Relaxed);
         s.batches.fetch_add(2, Ordering::Relaxed);
-        s.transactions.fetch_add(10, Ordering::Relaxed);
-        s.rows_loaded.fetch_add(400, Ordering::Relaxed);
-        s.loads_ok.fetch_add(3, Ordering::Relaxed);
-        SharedState::raise(&s.server_wal_lsn, Lsn(step * 10_000));
+        s.pipeline.transactions.fetch_add(10, Ordering::Relaxed);
+        s.sink.rows_loaded.fetch_add(400, Ordering::Relaxed);
+        s.sink.loads_ok.fetch_add(3, Ordering::Relaxed);
+        s.pipeline.server_wal_lsn.raise(Lsn(step * 10_000));
         loop {
             let snap = next_snapshot(&mut stream).await;
             let p = snap.pipelines[0].clone();
@@ -190,30 +195,28 @@ async fn prometheus_scrape_parses_and_agrees_with_status() {
     let srv = Server::start(settings()).await;
     let h = srv.add("orders", Stage::Cdc);
     let s = &h.state;
-    SharedState::raise(&s.received_lsn, Lsn(0x2_0000_1000));
-    SharedState::raise(&s.flushed_lsn, Lsn(0x2_0000_0F00));
-    SharedState::raise(&s.checkpoint_lsn, Lsn(0x2_0000_0F00));
-    SharedState::raise(&s.confirmed_lsn, Lsn(0x2_0000_0E00));
-    SharedState::raise(&s.server_wal_lsn, Lsn(0x2_0000_2000));
-    s.events.store(4321, Ordering::Relaxed);
+    s.pipeline.received_lsn.raise(Lsn(0x2_0000_1000));
+    s.flushed_lsn.raise(Lsn(0x2_0000_0F00));
+    s.checkpoint_lsn.raise(Lsn(0x2_0000_0F00));
+    s.confirmed_lsn.raise(Lsn(0x2_0000_0E00));
+    s.pipeline.server_wal_lsn.raise(Lsn(0x2_0000_2000));
+    s.pipeline.events.store(4321, Ordering::Relaxed);
     s.bytes.store(765_432, Ordering::Relaxed);
-    s.transactions.store(55, Ordering::Relaxed);
+    s.pipeline.transactions.store(55, Ordering::Relaxed);
     s.batches.store(9, Ordering::Relaxed);
-    s.rows_loaded.store(3000, Ordering::Relaxed);
-    s.loads_ok.store(18, Ordering::Relaxed);
-    s.loads_retried.store(4, Ordering::Relaxed);
-    s.loads_failed.store(1, Ordering::Relaxed);
+    s.sink.rows_loaded.store(3000, Ordering::Relaxed);
+    s.sink.loads_ok.store(18, Ordering::Relaxed);
+    s.sink.loads_retried.store(4, Ordering::Relaxed);
+    s.sink.loads_failed.store(1, Ordering::Relaxed);
     s.set_lease(
         "worker-a",
         3,
         1_900_000_000_500,
         std::time::Instant::now() + std::time::Duration::from_secs(600),
     );
-    s.last_commit_unix_us.store(
-        dbmazz::grpc::state::unix_micros() - 2_000_000,
-        Ordering::Relaxed,
-    );
-    s.add_table_counts(
+    s.last_commit_unix_us
+        .store(dbmazz::clock::unix_micros() - 2_000_000, Ordering::Relaxed);
+    s.sink.add_table_counts(
         "public.orders",
         &TableCounters {
             inserts: 2000,
@@ -223,7 +226,7 @@ async fn prometheus_scrape_parses_and_agrees_with_status() {
         },
     );
     // A table name that needs escaping in a label value.
-    s.add_table_counts(
+    s.sink.add_table_counts(
         "public.\"odd\\name\"",
         &TableCounters {
             inserts: 1,

@@ -4,14 +4,12 @@
 //! and a plain HTTP GET for the Prometheus endpoint.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dbmazz::engine::status::{SharedState, Stage};
 use dbmazz::engine::{PipelineHandle, Pipelines};
-use dbmazz::grpc::state::{SharedState, Stage};
 use dbmazz::grpc::{GrpcError, GrpcServer, GrpcSettings, SlotInspector};
-use dbmazz::source::Lsn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -130,10 +128,10 @@ pub fn react_like_engine(h: PipelineHandle) -> JoinHandle<()> {
                 _ = h.drain.cancelled() => {
                     st.set_stage(Stage::Draining);
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    let end = Lsn(st.received_lsn.load(Ordering::Relaxed));
-                    SharedState::raise(&st.flushed_lsn, end);
-                    SharedState::raise(&st.checkpoint_lsn, end);
-                    SharedState::raise(&st.confirmed_lsn, end);
+                    let end = st.pipeline.received_lsn.get();
+                    st.flushed_lsn.raise(end);
+                    st.checkpoint_lsn.raise(end);
+                    st.confirmed_lsn.raise(end);
                     st.set_stage(Stage::Stopped);
                     return;
                 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::server::{http_get, settings, Server};
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::Pipelines;
 use dbmazz::grpc::pb;
 use dbmazz::grpc::pb::status_service_client::StatusServiceClient;
 use dbmazz::grpc::prometheus as prom;
-use dbmazz::grpc::state::Stage;
 use dbmazz::grpc::{PgSlotInspector, SlotInspector};
 use dbmazz_testkit::{PgCluster, StopMode};
 
@@ -68,7 +68,7 @@ async fn status_and_metrics_show_the_slot_as_postgres_sees_it() {
         .expect("lsn")
         .trim()
         .to_owned();
-    let server_lsn: dbmazz::source::Lsn = server_lsn.parse().expect("parse lsn");
+    let server_lsn: dbmazz::lsn::Lsn = server_lsn.parse().expect("parse lsn");
     assert!(restart.value < server_lsn.0);
     assert!(slot.retained_wal_bytes <= server_lsn.0 - restart.value);
     assert!(slot.checked_unix_ms > 0);

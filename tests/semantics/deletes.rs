@@ -3,7 +3,7 @@
 //! row is removed). Delete-then-reinsert of one key, in one transaction or across
 //! transactions and batches, ends as the source did.
 
-use dbmazz::sink::encode::DeleteMode;
+use dbmazz::config::DeleteMode;
 use dbmazz_testkit::engine::Running;
 
 use crate::scenario::{row, run_all, Scenario, NULL};

@@ -2,7 +2,7 @@
 //! old key and upserts the new row, in order, both at the version of the updating
 //! transaction — under every replica identity dbmazz accepts.
 
-use dbmazz::sink::encode::DeleteMode;
+use dbmazz::config::DeleteMode;
 use dbmazz_testkit::engine::Running;
 
 use crate::scenario::{row, run_all, Scenario, NULL};
@@ -14,7 +14,7 @@ const SINK_DDL: &str = "CREATE TABLE acct (id INT PRIMARY KEY);";
 async fn key_workload(
     s: &Scenario<'_>,
     run: &Running,
-) -> [(dbmazz::source::Lsn, dbmazz::source::Lsn); 2] {
+) -> [(dbmazz::lsn::Lsn, dbmazz::lsn::Lsn); 2] {
     s.txn("INSERT INTO acct VALUES (1, 'a', 10), (2, 'b', 20), (3, 'c', 30), (4, 'd', 40)")
         .await;
     s.caught_up(run).await;

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 
 use crate::scenario::Scenario;
-use dbmazz::pipeline::TruncatePolicy;
-use dbmazz::sink::encode::DeleteMode;
+use dbmazz::config::DeleteMode;
+use dbmazz::config::TruncateMode;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -315,9 +315,9 @@ async fn differential(s: Scenario<'_>, seed: u64, txns: u64) {
         DeleteMode::Hard
     };
     s.settings.sink.truncate = if rng.random_bool(0.5) {
-        TruncatePolicy::Apply
+        TruncateMode::Apply
     } else {
-        TruncatePolicy::Soft
+        TruncateMode::Soft
     };
     s.settings.limits.max_changes = rng.random_range(5..400);
     eprintln!(

@@ -10,9 +10,10 @@
 
 use std::time::{Duration, Instant};
 
+use dbmazz::engine::status::Stage;
 use dbmazz::engine::EngineSettings;
-use dbmazz::grpc::state::{SharedState, Stage};
-use dbmazz::source::Lsn;
+use dbmazz::lsn::Lsn;
+use dbmazz::sink::starrocks::StarRocksSettings;
 use dbmazz_testkit::engine::Running;
 use dbmazz_testkit::{compare, PgConfig, Stack, StackConfig};
 use mysql_async::prelude::Queryable;
@@ -41,7 +42,7 @@ pub struct Scenario<'a> {
     /// Name (database, slot, publication and job id).
     pub name: String,
     /// Engine settings (tests adjust delete/truncate mode, identity, limits).
-    pub settings: EngineSettings,
+    pub settings: EngineSettings<StarRocksSettings>,
     /// Sink pool on the scenario's sink database.
     pub sink: mysql_async::Pool,
     client: tokio_postgres::Client,
@@ -70,8 +71,8 @@ impl<'a> Scenario<'a> {
         let url = stack.pg.url(name);
         settings.job_id = name.to_owned();
         settings.sink.job_id = name.to_owned();
-        settings.source_url = url.clone();
-        settings.checkpoint_url = url;
+        settings.source_url = url.clone().into();
+        settings.checkpoint_url = url.into();
         settings.slot = format!("{name}_slot");
         settings.publication = format!("{name}_pub");
         settings.sink.database = name.to_owned();
@@ -144,7 +145,7 @@ impl<'a> Scenario<'a> {
     pub async fn caught_up(&self, run: &Running) {
         let target = self.wal_lsn().await;
         let mut start = Instant::now();
-        let mut last = SharedState::lsn(&run.state().checkpoint_lsn);
+        let mut last = run.state().checkpoint_lsn.get();
         loop {
             let st = run.state();
             if st.stage() == Stage::Failed {
@@ -154,7 +155,7 @@ impl<'a> Scenario<'a> {
                     st.last_error().map(|e| e.message)
                 );
             }
-            let now = SharedState::lsn(&st.checkpoint_lsn);
+            let now = st.checkpoint_lsn.get();
             if now >= target {
                 return;
             }
@@ -166,7 +167,7 @@ impl<'a> Scenario<'a> {
                 panic!(
                     "[{}] checkpoint stuck at {} for {T:?}, short of {target}; last error {:?}",
                     self.name,
-                    SharedState::lsn(&st.checkpoint_lsn),
+                    st.checkpoint_lsn.get(),
                     st.last_error().map(|e| e.message)
                 );
             }

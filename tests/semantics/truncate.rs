@@ -4,7 +4,7 @@
 //! error and confirms nothing past the previous checkpoint. Multi-table TRUNCATE and
 //! CASCADE reach every configured table they touch.
 
-use dbmazz::pipeline::TruncatePolicy;
+use dbmazz::config::TruncateMode;
 use dbmazz_testkit::engine::Running;
 
 use crate::scenario::{row, run_all, Scenario};
@@ -61,7 +61,7 @@ async fn apply_truncates_the_sink_in_stream_order(s: Scenario<'_>) {
 
 async fn soft_truncate_marks_earlier_rows_deleted(s: Scenario<'_>) {
     let mut s = s;
-    s.settings.sink.truncate = TruncatePolicy::Soft;
+    s.settings.sink.truncate = TruncateMode::Soft;
     s.sql(DDL).await;
     s.sink_sql(SINK_DDL).await;
     let run = s.start().await;
@@ -102,7 +102,7 @@ async fn soft_truncate_marks_earlier_rows_deleted(s: Scenario<'_>) {
 
 async fn fail_mode_stops_before_the_truncate(s: Scenario<'_>) {
     let mut s = s;
-    s.settings.sink.truncate = TruncatePolicy::Fail;
+    s.settings.sink.truncate = TruncateMode::Fail;
     s.sql(DDL).await;
     s.sink_sql(SINK_DDL).await;
     let run = s.start().await;

@@ -10,7 +10,7 @@
 
 use crate::scenario::{run_all, Scenario, NULL};
 use dbmazz::pipeline::schema_cache::ColumnSchema;
-use dbmazz::sink::catalog::{starrocks_type, Dialect};
+use dbmazz::sink::starrocks::catalog::{starrocks_type, Dialect};
 use dbmazz::source::values::{PgType, TypeRegistry};
 use mysql_async::prelude::Queryable;
 

@@ -11,14 +11,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::fixture::Fixture;
-use dbmazz::source::postgres::{ConnParams, ReplicationConnection};
-use dbmazz::source::{Lsn, SourceConfig, Streaming};
+use dbmazz::lsn::Lsn;
+use dbmazz::postgres::ConnParams;
+use dbmazz::source::connection::ReplicationConnection;
+use dbmazz::source::{SourceConfig, Streaming};
 use dbmazz_testkit::PgConfig;
 
 /// Streams from `start` until `target` XLogData payloads arrived or the stream is
 /// idle for two seconds.
 async fn capture(cfg: &SourceConfig, target: usize) -> Vec<Vec<u8>> {
-    let params = ConnParams::parse(&cfg.url).expect("url");
+    let params = ConnParams::parse(cfg.url.expose()).expect("url");
     let mut conn = ReplicationConnection::connect(
         &params,
         &cfg.slot,

@@ -64,7 +64,7 @@ impl Fixture {
                 .create_database("dbmazz_state")
                 .expect("state database");
         }
-        StateStore::connect(&self.pg.url("dbmazz_state"), "dbmazz")
+        StateStore::connect(&self.pg.url("dbmazz_state").into(), "dbmazz")
             .await
             .expect("state store")
     }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::fixture::{messages, read_until, until_commits, Fixture};
-use dbmazz::source::{CdcMessage, Lsn, SourceError, SourceEvent, SourceStream};
+use dbmazz::lsn::Lsn;
+use dbmazz::source::{CdcMessage, SourceError, SourceEvent, SourceStream};
 use dbmazz_testkit::{PgConfig, StopMode};
 
 #[tokio::test]
@@ -103,7 +104,7 @@ fn inserted_ids(events: &[SourceEvent]) -> Vec<String> {
         .collect()
 }
 
-fn last_commit_end(events: &[SourceEvent]) -> dbmazz::source::Lsn {
+fn last_commit_end(events: &[SourceEvent]) -> dbmazz::lsn::Lsn {
     messages(events)
         .iter()
         .rev()
@@ -261,7 +262,7 @@ async fn definite_errors_name_the_fix() {
 
     fx.sql("CREATE ROLE plain LOGIN");
     let mut cfg = fx.config();
-    cfg.url = format!("postgres://plain@127.0.0.1:{}/postgres", fx.pg.port());
+    cfg.url = format!("postgres://plain@127.0.0.1:{}/postgres", fx.pg.port()).into();
     let e = SourceStream::start(cfg)
         .await
         .expect_err("no replication attribute");
@@ -275,7 +276,7 @@ async fn definite_errors_name_the_fix() {
     assert!(matches!(e, SourceError::SlotUnusable { .. }), "{e}");
 
     let mut cfg = fx.config();
-    cfg.url = format!("postgres://postgres@127.0.0.1:{}/nodb", fx.pg.port());
+    cfg.url = format!("postgres://postgres@127.0.0.1:{}/nodb", fx.pg.port()).into();
     let e = SourceStream::start(cfg).await.expect_err("no database");
     assert!(!e.is_transient(), "{e}");
 }

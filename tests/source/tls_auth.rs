@@ -170,7 +170,7 @@ fn url(fx: &Fixture, query: &str) -> String {
 
 async fn streams(fx: &Fixture, url: String) -> Result<(), SourceError> {
     let mut cfg = fx.config();
-    cfg.url = url;
+    cfg.url = url.into();
     let mut stream = SourceStream::start(cfg).await?;
     fx.sql("INSERT INTO t VALUES (DEFAULT)");
     read_until(&mut stream, 20, until_commits(1)).await;
@@ -247,7 +247,7 @@ async fn client_certificate_authentication() {
     streams(&fx, url(&fx, &with_cert))
         .await
         .expect("replication with a client certificate");
-    let sql = dbmazz::source::sql::connect_sql(&url(&fx, &with_cert))
+    let sql = dbmazz::postgres::connect(&url(&fx, &with_cert).into())
         .await
         .expect("SQL with a client certificate");
     let one: i32 = sql.query_one("SELECT 1", &[]).await.expect("query").get(0);
@@ -319,7 +319,7 @@ async fn scram_and_md5_passwords() {
             .unwrap_or_else(|e| panic!("{auth:?}: {e}"));
         // Key/value form with a quoted password.
         let mut cfg = fx.config();
-        cfg.url = fx.pg.conn_string("postgres");
+        cfg.url = fx.pg.conn_string("postgres").into();
         SourceStream::start(cfg)
             .await
             .expect("key/value")

@@ -1,8 +1,11 @@
 //! Setup failures: one variant per thing that can be wrong, each message naming the
 //! object and the fix. The control plane shows the message as `error_detail`.
 
+use crate::error::ErrorKind;
+use crate::sink::SinkError;
+
 /// Why setup could not prepare the pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// PostgreSQL is unreachable or refused the login.
     #[error("Cannot connect to PostgreSQL at {endpoint}: {detail}. Check SOURCE_URL (host, port, user, password, sslmode) and that the server accepts connections from this worker (pg_hba.conf).")]
@@ -144,76 +147,27 @@ pub enum SetupError {
         /// Message.
         detail: String,
     },
-    /// StarRocks' MySQL port is unreachable or refused the login.
-    #[error("Cannot connect to StarRocks (MySQL protocol) at {endpoint}: {detail}. Check SINK_URL's host, SINK_MYSQL_PORT (default 9030), SINK_USER and SINK_PASSWORD.")]
-    SrConnect {
-        /// host:port.
-        endpoint: String,
-        /// Driver message.
-        detail: String,
-    },
-    /// The sink database does not exist.
-    #[error("Database '{database}' not found in StarRocks. Create it (CREATE DATABASE `{database}`;) or fix SINK_DATABASE.")]
-    SrDatabaseNotFound {
-        /// Database.
-        database: String,
-    },
-    /// A sink table does not exist.
-    #[error("Table '{database}.{table}' not found in StarRocks (target of PostgreSQL table '{pg_table}'). Create it as a Primary Key table, e.g.: {ddl}")]
-    SrTableNotFound {
-        /// Database.
-        database: String,
-        /// Table.
-        table: String,
-        /// PostgreSQL table.
-        pg_table: String,
-        /// Suggested DDL.
-        ddl: String,
-    },
-    /// A sink table is not a Primary Key table.
-    #[error("StarRocks table '{database}.{table}' is not a Primary Key table (no PRIMARY KEY columns reported). dbmazz applies updates and deletes by key: recreate it with PRIMARY KEY ({key}).")]
-    SrNotPrimaryKey {
-        /// Database.
-        database: String,
-        /// Table.
-        table: String,
-        /// Expected key.
-        key: String,
-    },
-    /// The sink key differs from the source key.
-    #[error("StarRocks table '{database}.{table}' has PRIMARY KEY ({sink_key}) but PostgreSQL table '{pg_table}' has ({source_key}). They must be the same columns, or updates and deletes land on the wrong rows.")]
-    SrKeyMismatch {
-        /// Database.
-        database: String,
-        /// Table.
-        table: String,
-        /// PostgreSQL table.
-        pg_table: String,
-        /// Sink key.
-        sink_key: String,
-        /// Source key.
-        source_key: String,
-    },
-    /// DDL on the sink failed.
-    #[error("Cannot alter StarRocks table '{database}.{table}': {detail}. The user in SINK_USER needs ALTER on the table.")]
-    SrAlter {
-        /// Database.
-        database: String,
-        /// Table.
-        table: String,
+    /// The checkpoint database cannot be reached (yet).
+    #[error("Checkpoint store failed: {detail}. Check DBMAZZ_CHECKPOINT_URL (default: SOURCE_URL); the role needs CREATE on the database for the 'dbmazz' schema.")]
+    CheckpointUnreachable {
         /// Message.
         detail: String,
     },
+    /// The sink is unreachable or not ready (its own error names the fix).
+    #[error(transparent)]
+    Sink(#[from] SinkError),
 }
 
 impl SetupError {
-    /// True when waiting may fix it without anyone acting (connections, a slot in use).
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SetupError::PgConnect { .. }
-                | SetupError::SrConnect { .. }
-                | SetupError::PgSlotInUse { .. }
-        )
+    /// Unreachable servers and a slot still in use may clear up without anyone
+    /// acting (transient); the sink says for its own errors; everything else needs an
+    /// operator (setup).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SetupError::PgConnect { .. } | SetupError::PgSlotInUse { .. } => ErrorKind::Transient,
+            SetupError::CheckpointUnreachable { .. } => ErrorKind::Transient,
+            SetupError::Sink(e) => e.kind().unwrap_or(ErrorKind::Transient),
+            _ => ErrorKind::Setup,
+        }
     }
 }

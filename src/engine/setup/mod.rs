@@ -1,17 +1,16 @@
-//! Setup (stage SETUP): make PostgreSQL, the checkpoint store and StarRocks ready
+//! Setup (stage SETUP): make PostgreSQL, the checkpoint store and the sink ready
 //! for one pipeline. Idempotent; runs on every start ("recovery mode"), so a
-//! restart after any crash re-verifies everything before streaming.
+//! restart after any crash re-verifies everything before streaming. The sink's
+//! side is the sink's own [`Sink::prepare`].
 
 pub mod error;
 pub mod postgres;
-pub mod starrocks;
 
 pub use error::SetupError;
 
 use super::EngineSettings;
 use crate::pipeline::schema_cache::{TableSchema, TableSpec};
-use crate::sink::catalog::SinkTable;
-use crate::sink::starrocks::StarRocksSink;
+use crate::sink::{Sink, SinkConnector};
 use crate::source::message::ReplicaIdentity;
 use crate::state_store::{Checkpoint, StateStore};
 use postgres::PgSetupRequest;
@@ -23,8 +22,6 @@ pub struct Prepared {
     pub specs: Vec<TableSpec>,
     /// Schemas as the catalog described them (seed for change detection).
     pub schemas: Vec<TableSchema>,
-    /// Sink tables as they are after setup.
-    pub sink_tables: Vec<(String, SinkTable)>,
     /// The checkpoint to resume from (written at first start).
     pub checkpoint: Checkpoint,
 }
@@ -42,15 +39,15 @@ fn endpoint_of(url: &str) -> String {
 }
 
 /// Runs setup against PostgreSQL, the checkpoint store and the sink.
-pub async fn run(
-    settings: &EngineSettings,
+pub async fn run<C: SinkConnector>(
+    settings: &EngineSettings<C>,
     store: &StateStore,
-    sink: &StarRocksSink,
+    sink: &C::Sink,
 ) -> Result<Prepared, SetupError> {
-    let client = crate::source::sql::connect_sql(&settings.source_url)
+    let client = crate::postgres::connect(&settings.source_url)
         .await
         .map_err(|e| SetupError::PgConnect {
-            endpoint: endpoint_of(&settings.source_url),
+            endpoint: endpoint_of(settings.source_url.expose()),
             detail: e.to_string(),
         })?;
     let checkpoint = store
@@ -111,11 +108,7 @@ pub async fn run(
             }
         }
     };
-    let endpoint = format!(
-        "{}:{}",
-        settings.sink.catalog.host, settings.sink.catalog.port
-    );
-    let sink_tables = starrocks::setup(sink.catalog(), &endpoint, &pg.tables).await?;
+    sink.prepare(&pg.tables).await?;
     let specs: Vec<TableSpec> = pg.tables.iter().map(|t| t.spec.clone()).collect();
     let schemas = pg
         .tables
@@ -140,7 +133,6 @@ pub async fn run(
     Ok(Prepared {
         specs,
         schemas,
-        sink_tables,
         checkpoint,
     })
 }

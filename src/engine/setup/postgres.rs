@@ -6,26 +6,18 @@
 use tokio_postgres::Client;
 
 use super::error::SetupError;
-use crate::pipeline::schema_cache::{ColumnSchema, TableSpec};
+use crate::lsn::Lsn;
+use crate::pipeline::schema_cache::{ColumnSchema, SourceTable, TableSpec};
+use crate::postgres::slot::{self, SlotError};
+use crate::postgres::sql::{db_message, qualified, quote_ident};
 use crate::source::values::{PgType, TypeRegistry};
-use crate::source::Lsn;
-use crate::state_store::{quote_ident, Checkpoint};
-
-/// A configured table as setup found it.
-#[derive(Clone, Debug)]
-pub struct PgTable {
-    /// Spec (names and key).
-    pub spec: TableSpec,
-    /// Current columns (as the catalog describes them; the stream's Relation
-    /// messages are authoritative once streaming).
-    pub columns: Vec<ColumnSchema>,
-}
+use crate::state_store::Checkpoint;
 
 /// What PostgreSQL setup established.
 #[derive(Clone, Debug)]
 pub struct PgSetup {
     /// Tables in configuration order.
-    pub tables: Vec<PgTable>,
+    pub tables: Vec<SourceTable>,
     /// Database the source connects to.
     pub database: String,
     /// Slot's `confirmed_flush_lsn` (or the consistent point of a new slot).
@@ -56,12 +48,6 @@ fn q(step: &str) -> impl FnOnce(tokio_postgres::Error) -> SetupError + '_ {
         step: step.to_owned(),
         detail: db_message(&e),
     }
-}
-
-pub use crate::source::sql::db_message;
-
-fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", quote_ident(schema), quote_ident(name))
 }
 
 /// Runs PostgreSQL setup on an open connection.
@@ -105,7 +91,7 @@ async fn table(
     name: &str,
     sink_table: &str,
     set_full: bool,
-) -> Result<PgTable, SetupError> {
+) -> Result<SourceTable, SetupError> {
     let shown = format!("{schema}.{name}");
     let row = client
         .query_opt(
@@ -208,7 +194,7 @@ async fn table(
             })
         }
     }
-    Ok(PgTable {
+    Ok(SourceTable {
         spec: TableSpec {
             schema: schema.to_owned(),
             name: name.to_owned(),
@@ -222,7 +208,7 @@ async fn table(
 async fn publication(
     client: &Client,
     publication: &str,
-    tables: &[PgTable],
+    tables: &[SourceTable],
 ) -> Result<(), SetupError> {
     let all: Vec<String> = tables
         .iter()
@@ -301,14 +287,9 @@ async fn slot(
     req: &PgSetupRequest<'_>,
     database: &str,
 ) -> Result<(Lsn, bool), SetupError> {
-    let row = client
-        .query_opt(
-            "SELECT plugin::text, database::text, wal_status, active_pid, confirmed_flush_lsn::text \
-             FROM pg_replication_slots WHERE slot_name = $1",
-            &[&req.slot],
-        )
+    let row = slot::read(client, req.slot)
         .await
-        .map_err(q("looking up the replication slot"))?;
+        .map_err(slot_err("looking up the replication slot"))?;
     let Some(row) = row else {
         if let Some(cp) = req.checkpoint {
             return Err(SetupError::PgSlotMissing {
@@ -317,50 +298,39 @@ async fn slot(
                 checkpoint: cp.lsn.to_string(),
             });
         }
-        let lsn: String = client
-            .query_one(
-                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
-                &[&req.slot],
-            )
+        let lsn = slot::create_logical(client, req.slot)
             .await
-            .map_err(q("creating the replication slot"))?
-            .get(0);
-        let lsn = parse_lsn(&lsn)?;
+            .map_err(slot_err("creating the replication slot"))?;
         tracing::info!(slot = req.slot, %lsn, "replication slot created");
         return Ok((lsn, true));
     };
-    let plugin: Option<String> = row.get(0);
-    let slot_db: Option<String> = row.get(1);
-    let wal_status: Option<String> = row.get(2);
-    let active_pid: Option<i32> = row.get(3);
-    let confirmed: Option<String> = row.get(4);
-    if plugin.as_deref() != Some("pgoutput") {
+    if row.plugin.as_deref() != Some("pgoutput") {
         return Err(SetupError::PgSlotWrongPlugin {
             slot: req.slot.to_owned(),
-            plugin: plugin.unwrap_or_else(|| "(physical slot)".into()),
+            plugin: row.plugin.unwrap_or_else(|| "(physical slot)".into()),
         });
     }
-    if slot_db.as_deref() != Some(database) {
+    if row.database.as_deref() != Some(database) {
         return Err(SetupError::PgSlotWrongDatabase {
             slot: req.slot.to_owned(),
-            slot_db: slot_db.unwrap_or_default(),
+            slot_db: row.database.unwrap_or_default(),
             db: database.to_owned(),
         });
     }
-    if wal_status.as_deref() == Some("lost") {
+    if row.wal_status.as_deref() == Some("lost") {
         return Err(SetupError::PgSlotInvalidated {
             slot: req.slot.to_owned(),
             status: "lost".into(),
             job: req.job.to_owned(),
         });
     }
-    if let Some(pid) = active_pid {
+    if let Some(pid) = row.active_pid {
         return Err(SetupError::PgSlotInUse {
             slot: req.slot.to_owned(),
             pid,
         });
     }
-    let confirmed = parse_lsn(confirmed.as_deref().unwrap_or("0/0"))?;
+    let confirmed = row.confirmed_flush_lsn.unwrap_or(Lsn::ZERO);
     if let Some(cp) = req.checkpoint {
         if confirmed > cp.lsn {
             return Err(SetupError::PgSlotAhead {
@@ -374,9 +344,12 @@ async fn slot(
     Ok((confirmed, false))
 }
 
-fn parse_lsn(s: &str) -> Result<Lsn, SetupError> {
-    s.parse().map_err(|e| SetupError::PgQuery {
-        step: "reading an LSN".into(),
-        detail: format!("{e}"),
-    })
+fn slot_err(step: &str) -> impl FnOnce(SlotError) -> SetupError + '_ {
+    move |e| {
+        let (step, detail) = match e {
+            SlotError::Query(m) => (step.to_owned(), m),
+            SlotError::Row(m) => ("reading an LSN".to_owned(), m),
+        };
+        SetupError::PgQuery { step, detail }
+    }
 }

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::dbmazz::config::DeleteMode;
+use ::dbmazz::config::{Secret, TruncateMode};
+use ::dbmazz::engine::status::{SharedState, Stage};
 use ::dbmazz::engine::{self, EngineError, EngineSettings, PipelineHandle};
-use ::dbmazz::grpc::state::{SharedState, Stage};
-use ::dbmazz::pipeline::{BatchLimits, TruncatePolicy};
-use ::dbmazz::sink::catalog::CatalogSettings;
-use ::dbmazz::sink::encode::DeleteMode;
+use ::dbmazz::pipeline::BatchLimits;
+use ::dbmazz::sink::starrocks::catalog::CatalogSettings;
 use ::dbmazz::sink::starrocks::StarRocksSettings;
 
 use crate::stack::{Job, Stack, CHECKPOINT_SCHEMA};
@@ -17,12 +18,12 @@ use crate::stack::{Job, Stack, CHECKPOINT_SCHEMA};
 impl Stack {
     /// Engine settings of the test job ([`Job::test`]) over `tables` (public schema),
     /// with small batches, soft deletes and TRUNCATE applied.
-    pub fn engine_settings(&self, tables: &[&str]) -> EngineSettings {
+    pub fn engine_settings(&self, tables: &[&str]) -> EngineSettings<StarRocksSettings> {
         let job = Job::test(tables);
         let url = self.source_url();
         EngineSettings {
             job_id: job.id.clone(),
-            source_url: url.clone(),
+            source_url: Secret::from(&url),
             tables: job
                 .tables
                 .iter()
@@ -31,7 +32,7 @@ impl Stack {
             slot: job.slot,
             publication: job.publication,
             replica_identity_full: true,
-            checkpoint_url: url,
+            checkpoint_url: url.into(),
             checkpoint_schema: CHECKPOINT_SCHEMA.into(),
             epoch: 0,
             limits: BatchLimits {
@@ -43,17 +44,17 @@ impl Stack {
                 fe_url: self.fe_url(),
                 database: self.sink_db().into(),
                 user: "root".into(),
-                password: String::new(),
+                password: Secret::default(),
                 label_prefix: "dbmazz".into(),
                 job_id: job.id,
                 delete_mode: DeleteMode::Soft,
-                truncate: TruncatePolicy::Apply,
+                truncate: TruncateMode::Apply,
                 load_timeout: Duration::from_secs(60),
                 catalog: CatalogSettings {
                     host: "127.0.0.1".into(),
                     port: self.maria.port(),
                     user: "root".into(),
-                    password: String::new(),
+                    password: Secret::default(),
                     database: self.sink_db().into(),
                 },
             },
@@ -72,7 +73,7 @@ pub struct Running {
 
 impl Running {
     /// Starts the engine.
-    pub fn start(settings: EngineSettings) -> Running {
+    pub fn start(settings: EngineSettings<StarRocksSettings>) -> Running {
         let state = Arc::new(SharedState::new(
             &settings.job_id,
             &settings.slot,

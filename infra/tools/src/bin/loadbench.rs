@@ -13,7 +13,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dbmazz::sink::curl_loader::{HttpClient, HttpSettings};
+use dbmazz::config::Secret;
+use dbmazz::sink::starrocks::http::{HttpClient, HttpSettings};
 use dbmazz_testkit::PgConfig;
 use dbmazz_tools::{Error, Stack, SINK_DB};
 use mysql_async::prelude::Queryable;
@@ -31,7 +32,7 @@ struct Totals {
 fn client(reuse: bool) -> HttpClient {
     HttpClient::new(HttpSettings {
         user: "root".into(),
-        password: String::new(),
+        password: Secret::default(),
         connect_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(60),
         expect_timeout: Duration::from_secs(10),

@@ -1,16 +1,26 @@
-//! Command-line interface.
+//! Command-line interface: the top of the crate, the only place that wires the
+//! worker ([`crate::runner`]) to the control plane ([`crate::grpc`]) and telemetry.
 //!
 //! Each subcommand is one variant of [`Command`] and one function that takes its
 //! arguments and returns the process exit code; [`main`] only parses and dispatches.
+//! - [`run`]: `dbmazz run` (telemetry, control plane, the worker loop);
+//! - [`check`]: `dbmazz check` (configuration report and reference);
+//! - [`control`] and [`render`]: `status`, `pause|resume|drain|stop`, `healthcheck`
+//!   over the control plane's typed client, and what they print;
+//! - [`demo`]: `dbmazz demo`.
+//!
 //! Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
 
-use std::io::Write as _;
+pub mod check;
+pub mod control;
+pub mod demo;
+pub mod render;
+pub mod run;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config;
-use crate::grpc;
 use crate::grpc::client::ControlAction;
 
 /// Exit code of an invalid configuration (and of a command-line usage error).
@@ -72,22 +82,22 @@ pub enum Command {
     ///
     /// Asks the worker's control plane (--addr or DBMAZZ_GRPC_ADDR). `--json` prints
     /// the same as JSON for scripts.
-    Status(grpc::commands::StatusArgs),
+    Status(control::StatusArgs),
     /// Pause reading and loading (the replication connection stays up).
     ///
     /// Needs the worker's token (--token or DBMAZZ_CONTROL_TOKEN). Every pipeline of
     /// the worker unless --job names one. Exits 1 if a pipeline did not get there
     /// within --wait-ms.
-    Pause(grpc::commands::ControlArgs),
+    Pause(control::ControlArgs),
     /// Resume after a pause.
-    Resume(grpc::commands::ControlArgs),
+    Resume(control::ControlArgs),
     /// Load and checkpoint everything read, confirm it to PostgreSQL, then stop.
-    Drain(grpc::commands::ControlArgs),
+    Drain(control::ControlArgs),
     /// Stop at once (changes not yet checkpointed are streamed again on restart).
-    Stop(grpc::commands::ControlArgs),
+    Stop(control::ControlArgs),
     /// Exit 0 only when the worker (or --job) is SERVING; for container health
     /// checks.
-    Healthcheck(grpc::commands::HealthcheckArgs),
+    Healthcheck(control::HealthcheckArgs),
     /// Run the demo: throw-away PostgreSQL, MariaDB and StarRocks emulator, a
     /// generated shop workload with live progress, then a row-by-row comparison.
     ///
@@ -125,134 +135,21 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Check(args) => check(&args),
-        Command::Run => run(),
-        Command::Status(args) => grpc::commands::block_on(grpc::commands::status(&args)),
-        Command::Pause(args) => control(ControlAction::Pause, &args),
-        Command::Resume(args) => control(ControlAction::Resume, &args),
-        Command::Drain(args) => control(ControlAction::Drain, &args),
-        Command::Stop(args) => control(ControlAction::Stop, &args),
-        Command::Healthcheck(args) => grpc::commands::block_on(grpc::commands::healthcheck(&args)),
-        Command::Demo(args) => demo(&args),
-    }
-}
-
-/// `dbmazz demo`: runs the `dbmazz-demo` binary found beside this one, which in
-/// turn starts this binary as `dbmazz run`.
-fn demo(args: &DemoArgs) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("dbmazz demo: cannot locate the dbmazz binary: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let demo = exe.with_file_name("dbmazz-demo");
-    if !demo.is_file() {
-        eprintln!(
-            "dbmazz demo: {} not found. The demo ships with the source tree: run `make demo` \
-             (or `cargo build --release -p dbmazz -p dbmazz-tools`) and start \
-             target/release/dbmazz demo.",
-            demo.display()
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    }
-    match std::process::Command::new(&demo)
-        .env("DEMO_SECONDS", args.seconds.to_string())
-        .env("DBMAZZ_BIN", &exe)
-        .status()
-    {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
-        Ok(s) => ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1)),
-        Err(e) => {
-            eprintln!("dbmazz demo: cannot start {}: {e}", demo.display());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `dbmazz run`.
-pub fn run() -> ExitCode {
-    let config = match load_config() {
-        Ok(loaded) => {
-            for w in &loaded.warnings {
-                eprintln!("dbmazz: warning: {w}");
-            }
-            loaded.config
-        }
-        Err(code) => return code,
-    };
-    let telemetry = match crate::telemetry::init(&crate::telemetry::TelemetrySettings::from_env(
-        config.worker.log_format,
-    )) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("dbmazz: cannot set up logging/telemetry: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("dbmazz: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    let summary = runtime.block_on(crate::runner::run(config));
-    drop(runtime);
-    let _ = telemetry.shutdown();
-    for (job, err) in &summary.failed {
-        eprintln!("dbmazz: job '{job}' FAILED: {err}");
-    }
-    if summary.failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FAILURE)
+        Command::Check(args) => check::check(&args),
+        Command::Run => run::run(),
+        Command::Status(args) => control::block_on(control::status(&args)),
+        Command::Pause(args) => steer(ControlAction::Pause, &args),
+        Command::Resume(args) => steer(ControlAction::Resume, &args),
+        Command::Drain(args) => steer(ControlAction::Drain, &args),
+        Command::Stop(args) => steer(ControlAction::Stop, &args),
+        Command::Healthcheck(args) => control::block_on(control::healthcheck(&args)),
+        Command::Demo(args) => demo::demo(&args),
     }
 }
 
 /// `dbmazz pause|resume|drain|stop`.
-fn control(action: ControlAction, args: &grpc::commands::ControlArgs) -> ExitCode {
-    grpc::commands::block_on(grpc::commands::control(action, args))
-}
-
-/// `dbmazz check`.
-pub fn check(args: &CheckArgs) -> ExitCode {
-    if args.reference {
-        return print_stdout(&config::registry::reference_markdown());
-    }
-    match load_config() {
-        Ok(loaded) => print_stdout(&loaded.render()),
-        Err(code) => code,
-    }
-}
-
-/// Loads the configuration from the environment for a command. On problems, prints
-/// every one of them to stderr and returns the exit code to end the process with
-/// ([`EXIT_CONFIG`]).
-pub fn load_config() -> Result<config::Loaded, ExitCode> {
-    config::load_env().map_err(|e| {
-        let mut err = std::io::stderr().lock();
-        let _ = write!(err, "{e}");
-        let _ = writeln!(
-            err,
-            "\nFix the values above and run `dbmazz check` again; every variable is \
-             described in docs/configuration.md (`dbmazz check --reference`)."
-        );
-        ExitCode::from(EXIT_CONFIG)
-    })
-}
-
-fn print_stdout(text: &str) -> ExitCode {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        // A closed pipe (`dbmazz check | head`) is not worth a panic.
-        Err(_) => ExitCode::from(EXIT_FAILURE),
-    }
+fn steer(action: ControlAction, args: &control::ControlArgs) -> ExitCode {
+    control::block_on(control::control(action, args))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The `status`, `pause`, `resume`, `drain`, `stop` and `healthcheck` commands:
-//! their arguments (clap) and what they print, so `cli.rs` only adds the variants
-//! and dispatches.
+//! their arguments (clap), the calls they make through the typed client
+//! ([`crate::grpc::client`]) and what they print ([`super::render`]).
 //!
 //! They talk to a running worker's control plane and need none of the pipeline
 //! configuration: the address comes from `--addr` or `DBMAZZ_GRPC_ADDR` (a
@@ -14,7 +14,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::grpc::client::{self, ClientOptions, ControlAction};
+use crate::config::Secret;
+use crate::grpc::client::{Client, ClientError, ClientOptions, ControlAction};
+use crate::grpc::pb;
+
+use super::render::{render_control, render_status_table, stage_name, status_json, ControlOutcome};
 
 /// Exit code for success.
 const OK: u8 = 0;
@@ -30,7 +34,7 @@ pub struct ConnectArgs {
     /// Bearer token (the worker's DBMAZZ_CONTROL_TOKEN); needed for pause, resume,
     /// drain and stop, and for reads when the worker requires it.
     #[arg(long, env = "DBMAZZ_CONTROL_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// CA certificate (PEM) that signed the worker's certificate; enables TLS.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
@@ -130,7 +134,7 @@ impl Output {
 
 /// `dbmazz status [--json]`.
 pub async fn status(args: &StatusArgs) -> Output {
-    match client::run_status(&args.connect.options(), args.json).await {
+    match run_status(&args.connect.options(), args.json).await {
         Ok(mut text) => {
             if !text.ends_with('\n') {
                 text.push('\n');
@@ -144,7 +148,7 @@ pub async fn status(args: &StatusArgs) -> Output {
 /// `dbmazz pause|resume|drain|stop [--job J]`.
 pub async fn control(action: ControlAction, args: &ControlArgs) -> Output {
     let wait = Duration::from_millis(args.wait_ms);
-    match client::run_control(&args.connect.options(), action, args.job.as_deref(), wait).await {
+    match run_control(&args.connect.options(), action, args.job.as_deref(), wait).await {
         Ok(o) if o.ok => Output::ok(o.text),
         Ok(o) => Output {
             code: FAILED,
@@ -157,7 +161,7 @@ pub async fn control(action: ControlAction, args: &ControlArgs) -> Output {
 
 /// `dbmazz healthcheck [--job J]`: exit 0 only when SERVING.
 pub async fn healthcheck(args: &HealthcheckArgs) -> Output {
-    let o = client::run_healthcheck(&args.connect.options(), args.job.as_deref()).await;
+    let o = run_healthcheck(&args.connect.options(), args.job.as_deref()).await;
     Output {
         code: if o.serving { OK } else { FAILED },
         stdout: format!("{}\n", o.text),
@@ -173,6 +177,82 @@ pub fn block_on(f: impl std::future::Future<Output = Output>) -> ExitCode {
     {
         Ok(rt) => rt.block_on(f).emit(),
         Err(e) => Output::error(format!("cannot start the async runtime: {e}")).emit(),
+    }
+}
+
+/// Why a command could not produce its output.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The worker could not be asked.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// JSON output could not be produced.
+    #[error("cannot encode the status as JSON: {0}")]
+    Json(String),
+}
+
+/// `dbmazz status`: a table of every pipeline, or JSON.
+pub async fn run_status(opts: &ClientOptions, json: bool) -> Result<String, CommandError> {
+    let client = Client::connect(opts).await?;
+    let resp = client.list_pipelines().await?;
+    if json {
+        status_json(&resp).map_err(|e| CommandError::Json(e.to_string()))
+    } else {
+        Ok(render_status_table(
+            &resp,
+            crate::clock::unix_micros() / 1000,
+        ))
+    }
+}
+
+/// `dbmazz pause|resume|drain|stop [--job J]`.
+pub async fn run_control(
+    opts: &ClientOptions,
+    action: ControlAction,
+    job_id: Option<&str>,
+    wait: Duration,
+) -> Result<ControlOutcome, ClientError> {
+    let client = Client::connect(opts).await?;
+    let resp = client.control(action, job_id.unwrap_or(""), wait).await?;
+    Ok(render_control(action, &resp, !wait.is_zero()))
+}
+
+/// Result of `dbmazz healthcheck`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthOutcome {
+    /// True only when the worker answered SERVING.
+    pub serving: bool,
+    /// One line to print.
+    pub text: String,
+}
+
+/// `dbmazz healthcheck`: SERVING or not; unreachable counts as not serving.
+pub async fn run_healthcheck(opts: &ClientOptions, job_id: Option<&str>) -> HealthOutcome {
+    let resp = match Client::connect(opts).await {
+        Ok(c) => c.health(job_id.unwrap_or("")).await,
+        Err(e) => Err(e),
+    };
+    match resp {
+        Ok(r) if r.status == pb::ServingStatus::Serving as i32 => HealthOutcome {
+            serving: true,
+            text: format!("SERVING ({})", stage_name(r.stage)),
+        },
+        Ok(r) => HealthOutcome {
+            serving: false,
+            text: format!(
+                "NOT_SERVING ({}): {}",
+                stage_name(r.stage),
+                if r.error_detail.is_empty() {
+                    "no detail"
+                } else {
+                    &r.error_detail
+                }
+            ),
+        },
+        Err(e) => HealthOutcome {
+            serving: false,
+            text: format!("UNREACHABLE: {e}"),
+        },
     }
 }
 
@@ -195,7 +275,10 @@ mod tests {
         assert_eq!(t.c.connect.timeout_ms, 5000);
         let t = T::try_parse_from(["x", "--addr", "10.0.0.1:1", "--token", "abc"]).expect("parse");
         assert_eq!(t.c.connect.addr, "10.0.0.1:1");
-        assert_eq!(t.c.connect.options().token.as_deref(), Some("abc"));
+        assert_eq!(
+            t.c.connect.options().token.as_ref().map(|t| t.expose()),
+            Some("abc")
+        );
         // An empty token (e.g. DBMAZZ_CONTROL_TOKEN= ) counts as none.
         let t = T::try_parse_from(["x", "--token", ""]).expect("parse");
         assert_eq!(t.c.connect.options().token, None);

@@ -6,7 +6,7 @@
 //! only use `[A-Za-z0-9_-]` and stay within 128 characters; longer ones keep a
 //! readable prefix and end in a hash of the full text.
 
-use crate::source::Lsn;
+use crate::lsn::Lsn;
 
 /// Longest label dbmazz produces.
 pub const MAX_LABEL_LEN: usize = 128;

@@ -1,17 +1,27 @@
-//! `SharedState`: what a running pipeline publishes for the control plane.
+//! The status board of one pipeline ([`SharedState`]): what a running pipeline
+//! publishes for whoever watches it (the control plane, progress logs, tests).
 //!
-//! The engine writes, the gRPC/Prometheus side reads. Everything on the hot path is
-//! an atomic (relaxed ordering is enough: these are monitoring figures, not
-//! synchronisation). Rarely changing text (the last error, per-table counters that
-//! are folded in once per batch) sits behind a mutex that is never held across an
-//! await point.
+//! ```text
+//! Batcher ──▶ PipelineMetrics ─┐
+//! Sink    ──▶ SinkMetrics ─────┼─▶ SharedState (stage, LSNs, lease, last error) ◀── reads: grpc
+//! engine  ──▶ stage, checkpoint/confirmed LSNs, lease ─┘
+//! ```
+//!
+//! The pipeline and the sink own their counters ([`PipelineMetrics`],
+//! [`SinkMetrics`]); the board holds them and reads them, so neither stage knows
+//! about the board, and the control plane only reads the engine. Everything on the
+//! hot path is an atomic (relaxed ordering is enough: these are monitoring figures,
+//! not synchronisation). Rarely changing text (the last error, the lease holder)
+//! sits behind a mutex that is never held across an await point.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use crate::source::Lsn;
+use crate::error::{LastError, RecordedError};
+use crate::lsn::AtomicLsn;
+use crate::pipeline::metrics::PipelineMetrics;
+use crate::sink::metrics::SinkMetrics;
 
 /// Lifecycle stage of one pipeline.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -60,28 +70,6 @@ impl Stage {
     }
 }
 
-/// Row counters of one table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TableCounters {
-    /// Inserts loaded.
-    pub inserts: u64,
-    /// Updates loaded.
-    pub updates: u64,
-    /// Deletes loaded.
-    pub deletes: u64,
-    /// Truncates applied.
-    pub truncates: u64,
-}
-
-/// A recorded error with the time it happened.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedError {
-    /// Message (never contains secrets or row values).
-    pub message: String,
-    /// When it was recorded.
-    pub at: SystemTime,
-}
-
 /// Live state of one pipeline.
 #[derive(Debug)]
 pub struct SharedState {
@@ -93,43 +81,30 @@ pub struct SharedState {
     pub publication: String,
     started: Instant,
     stage: AtomicU8,
-    /// Last LSN received from the server (end of the last message).
-    pub received_lsn: AtomicU64,
+    /// The batcher's counters (events, transactions, received and server LSNs).
+    pub pipeline: Arc<PipelineMetrics>,
+    /// The sink's counters (loads, rows, per-table counts, retry errors).
+    pub sink: Arc<SinkMetrics>,
     /// End LSN of the last transaction acknowledged by the sink.
-    pub flushed_lsn: AtomicU64,
+    pub flushed_lsn: AtomicLsn,
     /// LSN recorded in `dbmazz_checkpoints`.
-    pub checkpoint_lsn: AtomicU64,
+    pub checkpoint_lsn: AtomicLsn,
     /// Flush LSN last reported to the server.
-    pub confirmed_lsn: AtomicU64,
-    /// Server WAL position (keepalive walEnd / IDENTIFY_SYSTEM).
-    pub server_wal_lsn: AtomicU64,
+    pub confirmed_lsn: AtomicLsn,
     /// Commit time (Unix µs) of the last acknowledged transaction.
     pub last_commit_unix_us: AtomicI64,
     /// Unix µs when the last batch was acknowledged.
     pub last_ack_unix_us: AtomicI64,
-    /// pgoutput messages received.
-    pub events: AtomicU64,
     /// XLogData payload bytes received.
     pub bytes: AtomicU64,
-    /// Transactions received.
-    pub transactions: AtomicU64,
     /// Batches loaded and checkpointed.
     pub batches: AtomicU64,
-    /// Stream Load requests that succeeded.
-    pub loads_ok: AtomicU64,
-    /// Stream Load attempts that were retried.
-    pub loads_retried: AtomicU64,
-    /// Stream Load requests that failed for good.
-    pub loads_failed: AtomicU64,
-    /// Rows sent to the sink (after folding).
-    pub rows_loaded: AtomicU64,
     /// Lease epoch the pipeline runs under (0 without leases).
     pub lease_epoch: AtomicI64,
     /// Lease expiry by the lease backend's clock, Unix ms (0 without leases).
     pub lease_expires_unix_ms: AtomicI64,
     lease_valid_until: Mutex<Option<Instant>>,
-    tables: Mutex<BTreeMap<String, TableCounters>>,
-    last_error: Mutex<Option<RecordedError>>,
+    last_error: LastError,
     holder: Mutex<Option<String>>,
 }
 
@@ -148,26 +123,19 @@ impl SharedState {
             publication: publication.to_owned(),
             started: Instant::now(),
             stage: AtomicU8::new(Stage::Init as u8),
-            received_lsn: AtomicU64::new(0),
-            flushed_lsn: AtomicU64::new(0),
-            checkpoint_lsn: AtomicU64::new(0),
-            confirmed_lsn: AtomicU64::new(0),
-            server_wal_lsn: AtomicU64::new(0),
+            pipeline: Arc::default(),
+            sink: Arc::default(),
+            flushed_lsn: AtomicLsn::new(),
+            checkpoint_lsn: AtomicLsn::new(),
+            confirmed_lsn: AtomicLsn::new(),
             last_commit_unix_us: AtomicI64::new(0),
             last_ack_unix_us: AtomicI64::new(0),
-            events: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            transactions: AtomicU64::new(0),
             batches: AtomicU64::new(0),
-            loads_ok: AtomicU64::new(0),
-            loads_retried: AtomicU64::new(0),
-            loads_failed: AtomicU64::new(0),
-            rows_loaded: AtomicU64::new(0),
             lease_epoch: AtomicI64::new(0),
             lease_expires_unix_ms: AtomicI64::new(0),
             lease_valid_until: Mutex::new(None),
-            tables: Mutex::new(BTreeMap::new()),
-            last_error: Mutex::new(None),
+            last_error: LastError::default(),
             holder: Mutex::new(None),
         }
     }
@@ -192,35 +160,18 @@ impl SharedState {
 
     /// Records an error (shown in status until cleared).
     pub fn record_error(&self, message: impl Into<String>) {
-        *lock(&self.last_error) = Some(RecordedError {
-            message: message.into(),
-            at: SystemTime::now(),
-        });
+        self.last_error.record(message);
     }
 
-    /// Forgets the last error (after recovery).
+    /// Forgets the last error, the engine's and the sink's (after recovery).
     pub fn clear_error(&self) {
-        *lock(&self.last_error) = None;
+        self.last_error.clear();
+        self.sink.last_retry.clear();
     }
 
-    /// The last recorded error.
+    /// The last recorded error: the engine's or the sink's, whichever is newer.
     pub fn last_error(&self) -> Option<RecordedError> {
-        lock(&self.last_error).clone()
-    }
-
-    /// Adds per-table counters (once per batch).
-    pub fn add_table_counts(&self, table: &str, delta: &TableCounters) {
-        let mut t = lock(&self.tables);
-        let e = t.entry(table.to_owned()).or_default();
-        e.inserts += delta.inserts;
-        e.updates += delta.updates;
-        e.deletes += delta.deletes;
-        e.truncates += delta.truncates;
-    }
-
-    /// Snapshot of per-table counters.
-    pub fn table_counts(&self) -> BTreeMap<String, TableCounters> {
-        lock(&self.tables).clone()
+        self.last_error.newest(&self.sink.last_retry)
     }
 
     /// Sets the lease holder shown in status.
@@ -256,20 +207,10 @@ impl SharedState {
         *lock(&self.lease_valid_until) = None;
     }
 
-    /// Reads an LSN counter.
-    pub fn lsn(counter: &AtomicU64) -> Lsn {
-        Lsn(counter.load(Ordering::Relaxed))
-    }
-
-    /// Raises an LSN counter to `lsn` (never lowers it).
-    pub fn raise(counter: &AtomicU64, lsn: Lsn) {
-        counter.fetch_max(lsn.0, Ordering::Relaxed);
-    }
-
     /// Bytes of WAL between the server position and the confirmed LSN.
     pub fn lag_bytes(&self) -> u64 {
-        let server = self.server_wal_lsn.load(Ordering::Relaxed);
-        let confirmed = self.confirmed_lsn.load(Ordering::Relaxed);
+        let server = self.pipeline.server_wal_lsn.get().0;
+        let confirmed = self.confirmed_lsn.get().0;
         server.saturating_sub(confirmed)
     }
 
@@ -315,10 +256,20 @@ mod tests {
     }
 
     #[test]
-    fn lsn_counters_only_go_up() {
+    fn the_newer_of_engine_and_sink_errors_is_shown_and_both_clear() {
         let s = SharedState::new("j", "s", "p");
-        SharedState::raise(&s.checkpoint_lsn, Lsn(10));
-        SharedState::raise(&s.checkpoint_lsn, Lsn(5));
-        assert_eq!(SharedState::lsn(&s.checkpoint_lsn), Lsn(10));
+        s.record_error("setup failed");
+        assert_eq!(
+            s.last_error().map(|e| e.message),
+            Some("setup failed".into())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        s.sink.last_retry.record("Stream Load retrying");
+        assert_eq!(
+            s.last_error().map(|e| e.message),
+            Some("Stream Load retrying".into())
+        );
+        s.clear_error();
+        assert_eq!(s.last_error(), None);
     }
 }

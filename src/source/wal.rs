@@ -31,7 +31,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::source::message::{Lsn, PgTimestamp, PG_EPOCH_OFFSET_MICROS};
+use super::message::{PgTimestamp, PG_EPOCH_OFFSET_MICROS};
+use crate::lsn::Lsn;
 use crate::state_store::Checkpointed;
 
 /// One CopyData message from the server.

@@ -19,7 +19,7 @@
 //! | `DECIMAL(p,s)` | more than `p - s` digits before the point, more than `s` significant digits after it (StarRocks would round) |
 //! | `FLOAT`, `DOUBLE` | `NaN`, `Infinity`, `-Infinity` (not loadable from JSON) |
 
-use super::catalog::SinkColumn;
+use super::table::SinkColumn;
 use crate::source::values::PgType;
 
 /// The limit a sink column puts on values.

@@ -12,7 +12,7 @@
 //! Invariants kept here:
 //! * the flush LSN sent to the server is only ever the resume point or a
 //!   [`Checkpointed`] LSN handed to [`ConfirmHandle::confirm`] (or 0/0, "no
-//!   claim", see [`wal_handler`]); keepalives with "reply requested" are answered
+//!   claim", see [`super::wal`]); keepalives with "reply requested" are answered
 //!   at once;
 //! * when the consumer is slow the loop stops reading the socket (the server
 //!   blocks on its send buffer) but keeps sending periodic status updates, so
@@ -23,8 +23,6 @@
 //!   [`SourceEvent::Reconnected`] before any message of the new connection;
 //!   definite errors end the stream with the typed error.
 
-pub mod wal_handler;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,13 +30,15 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::source::error::SourceError;
-use crate::source::message::Lsn;
-use crate::source::parser::PgOutputParser;
-use crate::source::postgres::{ConnParams, ReplicationConnection, ServerInfo, SourceConfig};
-use crate::source::SourceEvent;
+use super::config::{ServerInfo, SourceConfig};
+use super::connection::ReplicationConnection;
+use super::error::{ServerError, SourceError};
+use super::parser::PgOutputParser;
+use super::wal::{Feedback, ReplicationMessage};
+use super::SourceEvent;
+use crate::lsn::Lsn;
+use crate::postgres::ConnParams;
 use crate::state_store::Checkpointed;
-use wal_handler::{Feedback, ReplicationMessage};
 
 /// Upper bound of events per chunk, so one huge socket read does not become one
 /// enormous allocation.
@@ -214,7 +214,7 @@ impl Driver {
         mut chunk: Vec<SourceEvent>,
     ) -> Result<(), SourceError> {
         let mut parser = PgOutputParser::new();
-        // What this connection last reported as flushed (see wal_handler).
+        // What this connection last reported as flushed (see super::wal).
         let mut reported = Lsn::ZERO;
         let period = self.config.status_interval;
         let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
@@ -259,7 +259,7 @@ impl Driver {
                     }
                     b'E' => return Err(conn.server_error(&body)),
                     b'N' => {
-                        let notice = crate::source::error::ServerError::parse(&body);
+                        let notice = ServerError::parse(&body);
                         tracing::info!(code = %notice.code, message = %notice.message, "server notice");
                     }
                     b'S' => {}

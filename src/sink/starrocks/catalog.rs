@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Pool, Row};
 
-use super::encode::{backquote, CDC_VERSION, IS_DELETED, OP_TYPE, SYNCED_AT};
+use super::table::{backquote, SinkColumn, SinkTable, CDC_VERSION, IS_DELETED, OP_TYPE, SYNCED_AT};
+use crate::config::Secret;
+use crate::error::ErrorKind;
 use crate::pipeline::schema_cache::ColumnSchema;
 
 /// Errors of the catalog connection.
@@ -45,14 +47,15 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    /// True for connection-level failures (retry later).
-    pub fn is_transient(&self) -> bool {
+    /// Connection-level failures are transient (retry later); a statement the
+    /// server refused or a schema change that did not finish is definite.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            CatalogError::MySql { source, .. } => matches!(
-                source,
-                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_)
-            ),
-            CatalogError::Alter { .. } => false,
+            CatalogError::MySql {
+                source: mysql_async::Error::Io(_) | mysql_async::Error::Driver(_),
+                ..
+            } => ErrorKind::Transient,
+            CatalogError::MySql { .. } | CatalogError::Alter { .. } => ErrorKind::Definite,
         }
     }
 }
@@ -66,50 +69,8 @@ pub enum Dialect {
     MariaDb,
 }
 
-/// One column of a sink table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SinkColumn {
-    /// Name.
-    pub name: String,
-    /// `DATA_TYPE`, lower case.
-    pub data_type: String,
-    /// `COLUMN_TYPE` when the server reports it.
-    pub column_type: String,
-    /// Part of the primary key.
-    pub is_key: bool,
-    /// Nullable.
-    pub nullable: bool,
-    /// A JSON column.
-    pub is_json: bool,
-}
-
-/// The columns of a sink table.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SinkTable {
-    /// Columns in ordinal order.
-    pub columns: Vec<SinkColumn>,
-}
-
-impl SinkTable {
-    /// The column called `name` (case-insensitive, as StarRocks treats names).
-    pub fn column(&self, name: &str) -> Option<&SinkColumn> {
-        self.columns
-            .iter()
-            .find(|c| c.name.eq_ignore_ascii_case(name))
-    }
-
-    /// Primary key column names.
-    pub fn key_columns(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| c.is_key)
-            .map(|c| c.name.clone())
-            .collect()
-    }
-}
-
 /// Connection settings.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CatalogSettings {
     /// Host.
     pub host: String,
@@ -118,21 +79,9 @@ pub struct CatalogSettings {
     /// User.
     pub user: String,
     /// Password.
-    pub password: String,
+    pub password: Secret,
     /// Database.
     pub database: String,
-}
-
-impl std::fmt::Debug for CatalogSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogSettings")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("user", &self.user)
-            .field("password", &"***")
-            .field("database", &self.database)
-            .finish()
-    }
 }
 
 /// The catalog client.
@@ -218,7 +167,7 @@ impl Catalog {
             .ip_or_hostname(s.host.clone())
             .tcp_port(s.port)
             .user(Some(s.user.clone()))
-            .pass(Some(s.password.clone()))
+            .pass(Some(s.password.expose().to_owned()))
             .prefer_socket(false)
             .into();
         let pool = Pool::new(opts);

@@ -13,31 +13,12 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::catalog::{SinkColumn, SinkTable};
 use super::fit::Fit;
+use super::table::{backquote, SinkColumn, SinkTable, AUDIT_COLUMNS};
+use crate::config::DeleteMode;
 use crate::pipeline::batch::{ColumnValue, Row, RowOp, RowsSegment};
 use crate::pipeline::schema_cache::TableSchema;
 use crate::source::values::{self, ColumnCodec as ValueCodec, JsonTarget, PgType};
-
-/// Audit column: operation (0 insert, 1 update, 2 delete).
-pub const OP_TYPE: &str = "dbmazz_op_type";
-/// Audit column: soft-delete flag.
-pub const IS_DELETED: &str = "dbmazz_is_deleted";
-/// Audit column: when dbmazz loaded the row (UTC).
-pub const SYNCED_AT: &str = "dbmazz_synced_at";
-/// Audit column: commit LSN of the change; the `merge_condition` column.
-pub const CDC_VERSION: &str = "dbmazz_cdc_version";
-/// The audit columns in the order they are written.
-pub const AUDIT_COLUMNS: [&str; 4] = [OP_TYPE, IS_DELETED, SYNCED_AT, CDC_VERSION];
-
-/// How deletes reach the sink.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum DeleteMode {
-    /// Upsert with `dbmazz_is_deleted = true` (the row stays).
-    Soft,
-    /// `__op = 1` (the row is removed).
-    Hard,
-}
 
 /// How one column is written.
 #[derive(Clone, Debug)]
@@ -82,11 +63,6 @@ pub struct EncodeError {
     pub reason: String,
     /// First characters of the value.
     pub prefix: String,
-}
-
-/// Backquotes an identifier for the `columns` header / SQL.
-pub fn backquote(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 fn json_key(name: &str) -> Vec<u8> {
@@ -354,55 +330,12 @@ pub fn key_text(schema: &TableSchema, row: &Row) -> String {
         .join(", ")
 }
 
-/// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) for Unix microseconds.
-pub fn format_utc_micros(unix_us: i64) -> String {
-    let secs = unix_us.div_euclid(1_000_000);
-    let micros = unix_us.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn utc_formatting() {
-        assert_eq!(format_utc_micros(0), "1970-01-01 00:00:00.000000");
-        assert_eq!(
-            format_utc_micros(1_700_000_000_123_456),
-            "2023-11-14 22:13:20.123456"
-        );
-        assert_eq!(
-            format_utc_micros(951_782_400_000_000),
-            "2000-02-29 00:00:00.000000"
-        );
-        assert_eq!(format_utc_micros(-1), "1969-12-31 23:59:59.999999");
-    }
-
+    use crate::lsn::Lsn;
     use crate::pipeline::batch::{Batch, Change, Segment, Transaction};
-    use crate::source::Lsn;
 
     use crate::pipeline::batch::fixtures::{schema, tuple};
 

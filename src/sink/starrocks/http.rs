@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use curl::easy::{Easy2, Handler, List, ReadError, WriteError};
 
+use crate::config::Secret;
+
 /// Most redirects followed for one request (non-leader FE → leader FE → BE).
 pub const MAX_HOPS: usize = 3;
 
@@ -63,12 +65,12 @@ pub struct HttpReply {
 }
 
 /// Connection settings.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Basic auth user.
     pub user: String,
     /// Basic auth password.
-    pub password: String,
+    pub password: Secret,
     /// TCP/TLS connect timeout.
     pub connect_timeout: Duration,
     /// Whole-request timeout.
@@ -79,18 +81,6 @@ pub struct HttpSettings {
     /// closes its connection after every load, a BE keeps it: with reuse a load opens
     /// one connection (the FE) instead of two. Off only to measure the difference.
     pub reuse_connections: bool,
-}
-
-impl std::fmt::Debug for HttpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpSettings")
-            .field("user", &self.user)
-            .field("password", &"***")
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("reuse_connections", &self.reuse_connections)
-            .finish()
-    }
 }
 
 /// libcurl callbacks: feeds the request body, collects the reply.
@@ -308,7 +298,8 @@ impl HttpClient {
         easy.forbid_reuse(!self.settings.reuse_connections)
             .map_err(&err)?;
         easy.username(&self.settings.user).map_err(&err)?;
-        easy.password(&self.settings.password).map_err(&err)?;
+        easy.password(self.settings.password.expose())
+            .map_err(&err)?;
         let mut auth = curl::easy::Auth::new();
         auth.basic(true);
         easy.http_auth(&auth).map_err(&err)?;
